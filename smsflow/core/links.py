@@ -1,0 +1,40 @@
+"""Tracked links: UTM parameters and short codes the engine mints.
+
+A short code is derived from the send's idempotency key with an HMAC, so minting is
+deterministic (a retried step mints the same link) and codes cannot be guessed. The
+redirect endpoint serves only codes found in the minted-links store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+CODE_LENGTH = 10
+
+
+def with_utm(url: str, *, campaign: str, content: str, source: str = "smsflow",
+             medium: str = "sms") -> str:
+    """Return ``url`` with utm_source/medium/campaign/content set (existing UTMs are kept)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for name, value in (("utm_source", source), ("utm_medium", medium),
+                        ("utm_campaign", campaign), ("utm_content", content)):
+        query.setdefault(name, value)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def short_code(idempotency_key: str, secret: str) -> str:
+    digest = hmac.new(secret.encode(), idempotency_key.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:CODE_LENGTH]
+
+
+def mint(target: str, *, flow_id: str, step_id: str, idempotency_key: str,
+         public_base_url: str, secret: str) -> dict:
+    """Mint the tracked link of one send: ``{"target", "code", "short"}``."""
+    tracked = with_utm(target, campaign=flow_id, content=step_id)
+    code = short_code(idempotency_key, secret)
+    return {"target": tracked, "code": code,
+            "short": f"{public_base_url.rstrip('/')}/l/{code}"}
