@@ -1,0 +1,35 @@
+"""``smsflow worker``: run one Faust worker (add more processes to scale out)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def register(sub) -> None:
+    p = sub.add_parser("worker", help="run one smsflow worker (Faust) on the configured broker")
+    p.add_argument("--web-port", type=int, help="HTTP port for metrics/health (SMSFLOW_WEB_PORT)")
+    p.add_argument("--data-dir", help="RocksDB folder; one per worker (SMSFLOW_DATA_DIR)")
+    p.add_argument("--loglevel", default=None, help="log level (SMSFLOW_LOG_LEVEL, default info)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.web_port:
+        os.environ["SMSFLOW_WEB_PORT"] = str(args.web_port)
+    if args.data_dir:
+        os.environ["SMSFLOW_DATA_DIR"] = args.data_dir
+    from faust.worker import Worker
+
+    from smsflow.kafka_admin import ensure_topics
+    from streams.app import create_app
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    level = (args.loglevel or settings.log_level).upper()
+    logging.basicConfig(level=level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    ensure_topics(settings)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=level, logfile=None, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,70 @@
+"""The report as a rich table on the console: one row per flow and variant, then the lift."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from smsflow.report.summary import FlowResult, Report
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def interval(ci: tuple[float, float] | None, scale: float = 100.0, unit: str = "%") -> str:
+    return "—" if ci is None else f"[{ci[0] * scale:+.1f}, {ci[1] * scale:+.1f}]{unit}"
+
+
+def render(report: Report, console: Console | None = None) -> None:
+    console = console or Console()
+    level = f"{1 - report.alpha:.0%}"
+    table = Table(title=f"smsflow incrementality report — {report.source or 'outcomes'}",
+                  caption=_caption(report))
+    for name in ("flow", "variant", "enrolled", "sent", "delivered", "clicked", "converted"):
+        table.add_column(name, justify="left" if name in ("flow", "variant") else "right")
+    table.add_column(f"conv. rate [{level} CI]", justify="right")
+    table.add_column("revenue", justify="right")
+    table.add_column("rev./enrolled", justify="right")
+    table.add_column("last-touch conv.", justify="right")
+    for flow in report.flows:
+        for arm in flow.arms.values():
+            funnel = arm.funnel()
+            ci = interval(report.rate_ci(arm), unit="").replace("+", "")
+            table.add_row(flow.flow_id, arm.variant, *(f"{funnel[s]:,}" for s in funnel),
+                          f"{pct(arm.conversion_rate)} {ci}",
+                          f"{arm.revenue:,.2f}", f"{arm.revenue_per_enrolled:,.2f}",
+                          f"{arm.attributed_conversions:,}")
+        table.add_section()
+    console.print(table)
+    for flow in report.flows:
+        for line in lift_lines(flow, level):
+            console.print(line)
+
+
+def lift_lines(flow: FlowResult, level: str) -> list[str]:
+    """Plain sentences for one flow: lifts with intervals, p-values, and the power warning."""
+    head = f"[bold]{flow.flow_id}[/bold]:"
+    if flow.conversion is None:
+        return [f"{head} no comparison — the flow needs enrolled customers in both "
+                "treatment and control (is a holdout configured?)"]
+    c = flow.conversion
+    lines = [f"{head} absolute lift {c.diff * 100:+.2f} pp {interval(c.diff_ci, unit=' pp')}, "
+             f"relative lift {pct(c.lift)} {interval(c.lift_ci)} ({level} CI), "
+             f"p = {c.p_value:.3g} ({'Fisher exact' if c.test == 'fisher' else 'z test'})"]
+    if flow.revenue is not None:
+        r = flow.revenue
+        lines.append(f"  revenue per enrolled customer {r.diff:+,.2f} "
+                     f"[{r.diff_ci[0]:+,.2f}, {r.diff_ci[1]:+,.2f}] (Welch), p = {r.p_value:.3g}")
+    if flow.power is not None and flow.power.warning:
+        lines.append(f"  [yellow]warning:[/yellow] {flow.power.warning}")
+    return lines
+
+
+def _caption(report: Report) -> str:
+    w = report.windows
+    text = (f"{report.records:,} records; conversions credited within each flow's goal window; "
+            f"last touch: click {w.click / 86400:g} d, delivery {w.delivery / 3600:g} h")
+    if report.skipped_lines:
+        text += f"; {report.skipped_lines:,} malformed records skipped"
+    return text

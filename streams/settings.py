@@ -1,0 +1,113 @@
+"""Worker settings, read from environment variables (documented in the README).
+
+One frozen dataclass, built once at start-up by :func:`Settings.from_env`, so every module
+sees the same configuration and tests can build one explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw not in (None, "") else default
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env_float(name, default))
+
+
+def broker_host_port(url: str) -> str:
+    """``kafka://h:p`` or ``h:p`` (comma-separated allowed) -> ``h:p`` for plain clients."""
+    return ",".join(part.split("://", 1)[-1] for part in url.split(","))
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "smsflow"
+    topic_prefix: str = "smsflow."
+    partitions: int = 8
+    data_dir: Path = REPO_ROOT / ".smsflow" / "data"
+    processing_guarantee: str = "at_least_once"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    webhook_port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    flows_dir: Path = REPO_ROOT / "flows"
+    policy_file: Path = REPO_ROOT / "deploy" / "policy.yaml"
+    default_region: str = "US"
+    link_secret: str = "change-me"
+    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
+    twilio_auth_token: str = "sandbox-token"
+    twilio_base_url: str | None = "http://127.0.0.1:8088"
+    clock_speed: float = 1.0
+    clock_origin: float | None = None
+    tick_interval: float = 0.5
+    batch_size: int = 2000
+    batch_within: float = 0.05
+    rocksdb_cache_mb: int = 32
+    rocksdb_write_buffer_mb: int = 16
+    dedupe_window: int = 256
+    log_level: str = "info"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return broker_host_port(self.broker)
+
+    def topic(self, role: str) -> str:
+        """Full topic name for a role, e.g. ``events`` -> ``smsflow.events``."""
+        return f"{self.topic_prefix}{role}"
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        sid = os.environ.get("SMSFLOW_TWILIO_ACCOUNT_SID") or os.environ.get("TWILIO_ACCOUNT_SID")
+        token = os.environ.get("SMSFLOW_TWILIO_AUTH_TOKEN") or os.environ.get("TWILIO_AUTH_TOKEN")
+        # Real Twilio credentials switch the base URL off the sandbox unless one is set.
+        base_default = d.twilio_base_url if not (sid and token) else ""
+        origin = os.environ.get("SMSFLOW_CLOCK_ORIGIN")
+        return cls(
+            broker=_env("SMSFLOW_BROKER", d.broker),
+            app_id=_env("SMSFLOW_APP_ID", d.app_id),
+            topic_prefix=_env("SMSFLOW_TOPIC_PREFIX", d.topic_prefix),
+            partitions=_env_int("SMSFLOW_PARTITIONS", d.partitions),
+            data_dir=Path(_env("SMSFLOW_DATA_DIR", str(d.data_dir))),
+            processing_guarantee=_env("SMSFLOW_PROCESSING_GUARANTEE", d.processing_guarantee),
+            web_port=_env_int("SMSFLOW_WEB_PORT", d.web_port),
+            web_host=_env("SMSFLOW_WEB_HOST", d.web_host),
+            webhook_port=_env_int("SMSFLOW_WEBHOOK_PORT", d.webhook_port),
+            public_url=_env("SMSFLOW_PUBLIC_URL", d.public_url),
+            flows_dir=Path(_env("SMSFLOW_FLOWS_DIR", str(d.flows_dir))),
+            policy_file=Path(_env("SMSFLOW_POLICY", str(d.policy_file))),
+            default_region=_env("SMSFLOW_DEFAULT_REGION", d.default_region),
+            link_secret=_env("SMSFLOW_LINK_SECRET", d.link_secret),
+            twilio_account_sid=sid or d.twilio_account_sid,
+            twilio_auth_token=token or d.twilio_auth_token,
+            twilio_base_url=_env("SMSFLOW_TWILIO_BASE_URL", base_default or "") or None,
+            clock_speed=_env_float("SMSFLOW_CLOCK_SPEED", d.clock_speed),
+            clock_origin=float(origin) if origin else None,
+            tick_interval=_env_float("SMSFLOW_TICK_INTERVAL", d.tick_interval),
+            batch_size=_env_int("SMSFLOW_BATCH_SIZE", d.batch_size),
+            batch_within=_env_float("SMSFLOW_BATCH_WITHIN", d.batch_within),
+            rocksdb_cache_mb=_env_int("SMSFLOW_ROCKSDB_CACHE_MB", d.rocksdb_cache_mb),
+            rocksdb_write_buffer_mb=_env_int("SMSFLOW_ROCKSDB_WRITE_BUFFER_MB", d.rocksdb_write_buffer_mb),
+            dedupe_window=_env_int("SMSFLOW_DEDUPE_WINDOW", d.dedupe_window),
+            log_level=_env("SMSFLOW_LOG_LEVEL", d.log_level),
+        )
