@@ -25,7 +25,6 @@ from smsflow.core.quiet_hours import ALL_DAYS, Schedule, Window, parse_schedule,
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "policy.schema.json"
 CATEGORIES = ("marketing", "transactional")
-_EVERY_DAY = [{"start": "00:00", "end": "24:00"}]
 _WEEK = ["mon", "tue", "wed", "thu", "fri", "sat"]
 
 

@@ -61,7 +61,8 @@ def check(source: str) -> list[Problem]:
     except LiquidError as exc:
         token = getattr(exc, "token", None)
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        return [Problem(getattr(token, "start_index", 0), f"Liquid syntax error: {message}")]
+        offset = getattr(token, "start_index", 0)
+        return [Problem(offset if offset >= 0 else len(source), f"Liquid syntax error: {message}")]
     analysis = template.analyze()
     problems = []
     for root, uses in analysis.globals.items():

@@ -1,0 +1,55 @@
+"""Per-sender throughput limit, counted in segments per second (Twilio's MPS unit).
+
+A classic token bucket of capacity C and rate R lets C + R segments through in one
+second (a full bucket, then the refill), twice the sender's limit. This limiter keeps
+the segments admitted during the last second instead (a sliding log) and admits a
+message at the first instant at which the trailing one-second window has room, so
+*every* one-second window, wherever it starts, stays within ``mps``.
+
+A message with more segments than ``mps`` (a 3-segment text on a 1-MPS number) is
+booked as chunks of at most ``mps`` segments on consecutive seconds, as Twilio's queue
+would release it, and the next message waits for its last chunk.
+
+Pure: the caller passes ``now`` and sleeps for the returned wait. The dispatch topic is
+keyed by sender, so one limiter instance owns each sender across the cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+WINDOW = 1.0
+
+
+class SegmentRateLimiter:
+    """Admit at most ``mps`` segments in any one-second window, first come first served."""
+
+    def __init__(self, mps: float) -> None:
+        if mps <= 0:
+            raise ValueError("mps must be positive")
+        self.mps = mps
+        self._booked: deque[tuple[float, float]] = deque()  # (time, segments), time ascending
+        self._in_window = 0.0
+
+    def acquire(self, segments: int, now: float) -> float:
+        """Book ``segments`` and return how long to wait before sending (0.0 = now)."""
+        segments = max(1, int(segments))
+        chunks = [min(self.mps, segments - i * self.mps)
+                  for i in range(math.ceil(segments / self.mps))]
+        t = max(now, self._booked[-1][0] if self._booked else now)
+        self._expire(t)
+        while self._in_window + chunks[0] > self.mps:
+            t = max(t, self._booked[0][0] + WINDOW)
+            self._expire(t)
+        for i, chunk in enumerate(chunks):
+            if i:
+                self._expire(t + i * WINDOW)
+            self._booked.append((t + i * WINDOW, chunk))
+            self._in_window += chunk
+        return t - now
+
+    def _expire(self, t: float) -> None:
+        """Forget bookings that no longer share a one-second window with instant ``t``."""
+        while self._booked and self._booked[0][0] <= t - WINDOW:
+            self._in_window -= self._booked.popleft()[1]
