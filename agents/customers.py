@@ -10,6 +10,7 @@ Every decision lives in ``smsflow.core``; this module only moves data.
 from __future__ import annotations
 
 import logging
+import time
 
 from smsflow.core import events as core_events
 from smsflow.core import profiles as core_profiles
@@ -67,7 +68,9 @@ def register(rt: Runtime):
     @rt.app.agent(channel, name="customers", concurrency=1)
     async def customers(stream):
         async for events in stream.take_events(s.batch_size, s.batch_within):
+            t0 = time.perf_counter()
             process_batch(rt, roles, events)
+            rt.stats.observe("customers", len(events), time.perf_counter() - t0)
 
     return customers
 

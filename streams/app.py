@@ -9,6 +9,7 @@ timeouts make the group evict a hung worker within ``broker_session_timeout``.
 from __future__ import annotations
 
 import importlib
+import os
 import logging
 
 import faust
@@ -46,6 +47,7 @@ def faust_settings(settings: Settings) -> dict:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=5,
+        producer_threaded=os.environ.get("SMSFLOW_PRODUCER_THREADED", "0") == "1",
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=16_384,
         table_standby_replicas=1,

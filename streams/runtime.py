@@ -17,6 +17,7 @@ from faust import streams as faust_streams
 
 from smsflow.clock import Clock
 from streams.settings import Settings
+from streams.stats import AgentStats
 
 log = logging.getLogger("smsflow")
 
@@ -64,6 +65,7 @@ class Runtime:
     topics: object
     tables: object
     extras: dict = field(default_factory=dict)
+    stats: AgentStats = field(default_factory=AgentStats)
 
     def send(self, role: str, key: str | bytes | None, value: dict | bytes,
              partition: int | None = None) -> None:
