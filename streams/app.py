@@ -15,11 +15,13 @@ import logging
 import faust
 
 from smsflow.clock import Clock, clock_from_env
-from streams import codecs, tables, topics
+from smsflow.core.flows.loader import load_dir
+from streams import codecs, tables, ticker, topics, web
 from streams.runtime import Runtime
 from streams.settings import Settings
 
-AGENT_MODULES = ["agents.customers"]
+AGENT_MODULES = ["agents.customers", "agents.products", "agents.phones", "agents.dispatcher",
+                 "agents.receipts"]
 
 # Faust logs every publish at DEBUG: never let a stray DEBUG level cost throughput.
 for noisy in ("faust.topics", "faust.transport", "aiokafka", "faust.tables"):
@@ -57,6 +59,34 @@ def faust_settings(settings: Settings) -> dict:
     )
 
 
+class ConfigError(RuntimeError):
+    """Flows or policy could not be loaded; the message names file and line."""
+
+
+def load_engine(settings: Settings):
+    """The flow engine over every flow in ``flows_dir`` (refuse to start on bad flows)."""
+    from smsflow.core.flows.engine import FlowEngine
+
+    result = load_dir(settings.flows_dir)
+    if result.errors:
+        raise ConfigError("invalid flows:\n" + "\n".join(str(e) for e in result.errors))
+    return FlowEngine(result.flows, link_base_url=settings.public_url,
+                      link_secret=settings.link_secret)
+
+
+def load_policy_file(settings: Settings):
+    """The global policy (quiet hours, state rules, caps, senders); built-in defaults if
+    the configured file does not exist."""
+    from smsflow.core.policy import PolicyError, default_policy, load_policy
+
+    if not settings.policy_file.exists():
+        return default_policy()
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise ConfigError(f"invalid policy: {exc}") from exc
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> faust.App:
     settings = settings or Settings.from_env()
     clock = clock or clock_from_env(settings.clock_speed, settings.clock_origin)
@@ -65,6 +95,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     rt = Runtime(app=app, settings=settings, clock=clock,
                  topics=topics.declare(app, settings), tables=tables.declare(app, settings))
     app.smsflow_runtime = rt
+    rt.extras["engine"] = load_engine(settings)
+    rt.extras["policy"] = load_policy_file(settings)
+    customer_ticker = ticker.Ticker(rt, "customer_timers", "customer-timers")
+    phone_ticker = ticker.Ticker(rt, "phone_timers", "phone-timers")
+    rt.extras["customer_ticker"] = customer_ticker
+    rt.extras["phone_ticker"] = phone_ticker
+    ticker.register(rt, [customer_ticker, phone_ticker])
     for name in AGENT_MODULES:
         importlib.import_module(name).register(rt)
+    web.register(rt)
     return app
