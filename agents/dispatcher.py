@@ -190,7 +190,7 @@ def record_result(rt: Runtime, done: BatchCache, timers: BatchCache, ev, send: d
                    {"send": retry_send, "dispatch_retry": True, "reason": plan.reason}, ev)
         status = "in_flight" if plan.action == "reconcile" else "retrying"
         done.set(key, {"status": status, "first_at": first_at, "attempt": attempt}, ev)
-        outcome(rt, send, "retry_scheduled", reason=plan.reason, error_code=error_code,
+        outcome(rt, send, "retried", reason=plan.reason, error_code=error_code,
                 details={"attempt": attempt, "retry_at": iso(due), "action": plan.action})
     else:
         SENDS.labels(sender, "failed").inc()

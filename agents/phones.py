@@ -100,7 +100,7 @@ class PhoneBatch:
             return
         if change is None:
             for customer_id in core_consent.linked_customers(ledger) or [None]:
-                self.rt.outcome({"type": "inbound_received", "customer_id": customer_id,
+                self.rt.outcome({"type": "replied", "customer_id": customer_id,
                                  "reason": "free_text", "message_sid": inbound.get("MessageSid"),
                                  "phone_masked": core_phones.mask(phone),
                                  "event_time": inbound.get("received_at")})

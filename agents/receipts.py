@@ -46,7 +46,9 @@ def handle(rt: Runtime, ev) -> None:
         rt.dead_letter(ev.message, "invalid_receipt", repr(exc), stage="receipts")
         return
     ref = receipt.get("ref") or ""
-    enrollment_id, _, step_id = ref.rpartition(":") if ":" in ref else (None, "", None)
+    enrollment_id = step_id = None
+    if ":" in ref and not ref.startswith("reply:"):
+        enrollment_id, _, step_id = ref.rpartition(":")
     code = _int(receipt.get("ErrorCode"))
     kind = FINAL.get(status, "receipt")
     rt.outcome({
@@ -55,7 +57,7 @@ def handle(rt: Runtime, ev) -> None:
         "error_code": code, "reason": status if kind == "receipt" else None,
         "phone_masked": core_phones.mask(receipt.get("To")),
         "event_time": receipt.get("received_at") or iso(rt.clock.now()),
-        "details": {"status": status, "flow_id_hint": None}})
+        "details": {"status": status}})
     if code and core_retry.classify(error_code=code).opt_out and receipt.get("To"):
         try:
             phone = core_phones.to_e164(receipt["To"], rt.settings.default_region)

@@ -16,10 +16,13 @@ import orjson
 from faust import streams as faust_streams
 
 from smsflow.clock import Clock
+from smsflow.core.outcomes import normalize
 from streams.settings import Settings
 from streams.stats import AgentStats
 
 log = logging.getLogger("smsflow")
+
+
 
 
 def iso(ts: float | None) -> str | None:
@@ -77,10 +80,12 @@ class Runtime:
         self.topics[role].send_soon(key=key, value=value, partition=partition, force=True)
 
     def outcome(self, record: dict) -> None:
-        """Publish one outcome record (key: customer id), stamped with processing time."""
-        record.setdefault("processing_time", iso(self.clock.now()))
-        customer = record.get("customer_id")
-        self.send("outcomes", customer if customer else None, record)
+        """Publish one outcome record (key: customer id) in the shape of
+        ``schemas/outcome.schema.json``: every field present (null when not relevant),
+        anything else moved into ``details``, stamped with processing time."""
+        full = normalize(record, iso(self.clock.now()))
+        customer = full["customer_id"]
+        self.send("outcomes", customer if customer else None, full)
 
     def dead_letter(self, message, reason: str, detail: str, stage: str) -> None:
         """Publish rejected input with the reason; the original key is kept."""

@@ -50,7 +50,7 @@ class Settings:
     policy_file: Path = REPO_ROOT / "deploy" / "policy.yaml"
     default_region: str = "US"
     link_secret: str = "change-me"
-    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
+    twilio_account_sid: str = "AC" + "0" * 32  # the sandbox default
     twilio_auth_token: str = "sandbox-token"
     twilio_base_url: str | None = "http://127.0.0.1:8088"
     clock_speed: float = 1.0

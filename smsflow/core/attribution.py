@@ -94,7 +94,7 @@ class History:
 
     @classmethod
     def from_outcomes(cls, records: Iterable[Mapping]) -> "History":
-        records = [r for r in records if r.get("type")]
+        records = [r for r in records if isinstance(r.get("type"), str)]
         history = cls(customer_id=next((r.get("customer_id") for r in records), None))
         for r in records:
             if r["type"] == "enrolled" and r.get("enrollment_id") and r.get("flow_id"):
@@ -112,17 +112,18 @@ class History:
         return history
 
     def _add_enrollment(self, r: Mapping) -> None:
-        goal = (r.get("details") or {}).get("goal_window_seconds")
+        goal = _number(details(r).get("goal_window_seconds"))
         self.enrollments.setdefault(r["enrollment_id"], Enrollment(
             r["enrollment_id"], r["flow_id"], r.get("variant") or "treatment",
-            record_time(r), float(goal) if goal else None))
+            record_time(r), goal or None))
 
     def _add_touch(self, r: Mapping, owners: Mapping[str, tuple[str | None, str | None]]) -> None:
-        owner = owners.get(r.get("message_sid")) or owners.get(r.get("idempotency_key")) or (None, None)
+        owner = (owners.get(r.get("message_sid")) or owners.get(r.get("idempotency_key"))
+                 or (None, None))
         flow_id = r.get("flow_id") or owner[0]
         enrollment_id = r.get("enrollment_id") or owner[1]
         if not enrollment_id and r.get("idempotency_key"):  # "<enrollment_id>:<step_id>"
-            enrollment_id = r["idempotency_key"].split(":", 1)[0]
+            enrollment_id = str(r["idempotency_key"]).rsplit(":", 1)[0]
         enrollment = self.enrollments.get(enrollment_id or "")
         if enrollment and not flow_id:
             flow_id = enrollment.flow_id
@@ -131,7 +132,7 @@ class History:
                                   r.get("message_sid"), variant))
 
     def _add_conversion(self, r: Mapping) -> None:
-        conv = Conversion(conversion_key(r), record_time(r), float(r.get("revenue") or 0.0),
+        conv = Conversion(conversion_key(r), record_time(r), _number(r.get("revenue")),
                           r.get("currency"), r.get("flow_id"), r.get("enrollment_id"))
         # Several records may report one order (once per flow); each keeps its own owner.
         self.conversions.setdefault(f"{conv.key}|{conv.enrollment_id or conv.flow_id or ''}", conv)
@@ -155,11 +156,26 @@ def record_time(r: Mapping) -> float:
 
 
 def conversion_key(r: Mapping) -> str:
-    details = r.get("details") or {}
+    """The order behind a conversion, so one order reported twice counts once."""
+    extra = details(r)
     for name in ("order_id", "message_id", "messageId"):
-        if details.get(name):
-            return str(details[name])
+        if extra.get(name):
+            return str(extra[name])
     return str(r.get("idempotency_key") or f"{r.get('event_time')}|{r.get('revenue')}")
+
+
+def details(r: Mapping) -> Mapping:
+    value = r.get("details")
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value) -> float:
+    """A numeric field of a record, 0.0 when absent or not a number (never a crash)."""
+    try:
+        number = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def _send_owners(records: list[Mapping]) -> dict[str, tuple[str | None, str | None]]:
@@ -178,9 +194,11 @@ def credit_enrollments(history: History, windows: Windows = Windows()) -> list[G
     """Goal credit: per flow, each conversion goes to the latest enrollment it falls inside
     the goal window of; a conversion the engine already tied to an enrollment stays there."""
     credits: dict[tuple[str, str], GoalCredit] = {}
-    for conv in history.conversions.values():
-        chosen = _claimed_enrollments(history, conv, windows)
-        for enrollment in chosen:
+    # Engine-tied records first, so they win over a customer-level record of the same order.
+    tied_first = sorted(history.conversions.values(),
+                        key=lambda c: c.enrollment_id not in history.enrollments)
+    for conv in tied_first:
+        for enrollment in _claimed_enrollments(history, conv, windows):
             credits.setdefault((enrollment.flow_id, conv.key), GoalCredit(enrollment, conv))
     return list(credits.values())
 
@@ -233,7 +251,8 @@ def by_customer(records: Iterable[Mapping]) -> dict[str | None, list[Mapping]]:
     """Group outcome records by customer id (the outcomes topic's key)."""
     groups: dict[str | None, list[Mapping]] = defaultdict(list)
     for r in records:
-        groups[r.get("customer_id")].append(r)
+        customer_id = r.get("customer_id")
+        groups[customer_id if isinstance(customer_id, str) else None].append(r)
     return dict(groups)
 
 

@@ -55,13 +55,15 @@ def resolve_zones(profile_timezone: str | None, number_zones: Iterable[str] | No
     return [], "none"
 
 
+def _rank(s: Mapping) -> tuple[int, str]:
+    """Higher priority first; among equals the smaller idempotency key, so exactly one wins."""
+    return -int(s.get("priority") or 0), str(s.get("idempotency_key") or "")
+
+
 def _ahead(other: Mapping, send: Mapping, now: float) -> bool:
-    """A pending send that is due now and outranks ``send`` (priority, then key)."""
-    if float(other.get("not_before") or 0) > now or other.get("idempotency_key") == send.get("idempotency_key"):
-        return False
-    mine = (int(send.get("priority") or 0), str(send.get("idempotency_key") or ""))
-    theirs = (int(other.get("priority") or 0), str(other.get("idempotency_key") or ""))
-    return (theirs[0], mine[1]) > (mine[0], theirs[1])
+    """Whether a pending send is due now and outranks ``send``."""
+    due = float(other.get("not_before") or 0) <= now
+    return due and _rank(other) < _rank(send)
 
 
 def _send_times(history: Sequence[Mapping], pending: Sequence[Mapping], send: Mapping,

@@ -42,7 +42,7 @@ PROVIDER_TYPES = {"STOP": OPT_OUT, "START": OPT_IN, "HELP": HELP}
 # Politeness and noise that may surround a keyword without changing its meaning.
 FILLER = {
     "please", "pls", "plz", "now", "thanks", "thank", "you", "thx", "ty", "ok", "okay",
-    "hi", "hey", "hello", "just", "it", "all", "me", "gracias", "por", "favor",
+    "hi", "hey", "hello", "just", "it", "all", "me", "yes", "gracias", "por", "favor",
 }
 # A revocation verb is void when one of NEGATIONS governs it, possibly through a few
 # GOVERNING words: "don't stop texting me", "I do not want to unsubscribe".
@@ -126,12 +126,15 @@ def classify_inbound(body: str | None, opt_out_type: str | None = None, *,
     otherwise the provider's verdict stands (it has already changed its block list).
     """
     own = classify(body, awaiting_confirmation=awaiting_confirmation)
-    provider_kind = PROVIDER_TYPES.get((opt_out_type or "").strip().upper())
-    if provider_kind is None or own.kind == OPT_OUT:
+    provider_word = (opt_out_type or "").strip().upper()
+    provider_kind = PROVIDER_TYPES.get(provider_word)
+    if provider_kind is None:
         return own
+    if own.kind == OPT_OUT:
+        return Keyword(OPT_OUT, own.word, by_provider=provider_kind == OPT_OUT)
     if provider_kind == OPT_IN and own.kind == CONFIRM:
         return Keyword(CONFIRM, own.word, by_provider=True)
-    return Keyword(provider_kind, opt_out_type.strip().upper(), by_provider=True)
+    return Keyword(provider_kind, provider_word, by_provider=True)
 
 
 def normalize_text(body: str) -> str:

@@ -17,10 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
-import yaml
 
 from smsflow.core.caps import CapRule
 from smsflow.core.flows.durations import parse_duration
+from smsflow.core.flows.source import Source
+from smsflow.core.flows.source import parse as parse_yaml
 from smsflow.core.quiet_hours import ALL_DAYS, Schedule, Window, parse_schedule, zone
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "policy.schema.json"
@@ -98,11 +99,12 @@ def state_code(value: str | None) -> str | None:
 
 
 class PolicyError(ValueError):
-    """A policy file problem, located as ``file:line``."""
+    """A policy file problem, located as ``file:line:column`` when it comes from a file."""
 
-    def __init__(self, source: str, line: int | None, message: str) -> None:
-        self.source, self.line, self.message = source, line, message
-        super().__init__(f"{source}:{line}: {message}" if line else f"{source}: {message}")
+    def __init__(self, source: str, line: int | None, message: str, column: int | None = None) -> None:
+        self.source, self.line, self.column, self.message = source, line, column, message
+        where = ":".join(str(x) for x in (source, line, column) if x)
+        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -174,24 +176,21 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy_text(text, str(path))
 
 
-def parse_policy_text(text: str, source: str = "<policy>") -> Policy:
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        doc = loader.construct_document(root) if root is not None else {}
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise PolicyError(source, mark.line + 1 if mark else None,
-                          f"YAML syntax: {exc.problem or exc.context}") from exc
-    finally:
-        loader.dispose()
-    if not isinstance(doc, dict):
-        raise PolicyError(source, 1, "the policy file must be a mapping of sections")
-    return build_policy(doc, source, root)
+def parse_policy_text(text: str, path: str = "<policy>") -> Policy:
+    """Parse YAML with the flow files' reader (YAML 1.2 scalars, node positions)."""
+    source = parse_yaml(text, path)
+    if source.errors:
+        first = min(source.errors)
+        raise PolicyError(path, first.line, first.message, first.column)
+    if source.data is None:
+        source.data = {}
+    if not isinstance(source.data, dict):
+        raise PolicyError(path, 1, "the policy file must be a mapping of sections", 1)
+    return build_policy(source.data, source)
 
 
 def default_policy() -> Policy:
-    return build_policy({}, "<default>")
+    return build_policy({})
 
 
 @lru_cache(maxsize=1)
@@ -199,42 +198,21 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 
 
-def _line(node: yaml.Node | None, path) -> int | None:
-    """The YAML line of the value at ``path`` (or of its deepest existing parent)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            node = None
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
+def build_policy(doc: Mapping, source: Source | None = None) -> Policy:
+    """Validate a parsed policy document (``source`` locates errors) and build the Policy."""
 
+    def fail(path: tuple, message: str, key: bool = False) -> PolicyError:
+        line, column = source.position(path, key=key) if source else (None, None)
+        where = "/".join(map(str, path[:-1] if key else path)) or "(top level)"
+        return PolicyError(source.path if source else "<policy>", line, f"{where}: {message}", column)
 
-def _unsexagesimal(value):
-    """Undo YAML 1.1 surprises: unquoted ``21:00`` loads as 1260 and ``2026-12-25`` as a date."""
-    if isinstance(value, dict):
-        return {k: (f"{v // 60:02d}:{v % 60:02d}" if k in ("start", "end") and type(v) is int
-                    else _unsexagesimal(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unsexagesimal(v) for v in value]
-    return value.isoformat() if isinstance(value, date) else value
-
-
-def build_policy(doc: Mapping, source: str = "<policy>", root: yaml.Node | None = None) -> Policy:
-    """Validate a parsed policy document and build the :class:`Policy` it describes."""
-    doc = _unsexagesimal(dict(doc))
     error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PolicyError(source, _line(root, error.absolute_path), f"{where}: {error.message}")
-
-    def fail(path: tuple, message: str) -> PolicyError:
-        return PolicyError(source, _line(root, path), f"{'/'.join(map(str, path))}: {message}")
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":  # point at the first unexpected key
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
+            raise fail((*path, extra[0]), error.message, key=True)
+        raise fail(path, error.message)
 
     merged = {**DEFAULT_DOC, **doc}
     merged["states"] = {**DEFAULT_DOC["states"], **doc.get("states", {})}
@@ -277,5 +255,6 @@ def build_policy(doc: Mapping, source: str = "<policy>", root: yaml.Node | None 
         brand=Brand(brand["name"], brand.get("help_contact", "")),
         quiet_hours={cat: schedule(v, ("quiet_hours", cat)) for cat, v in merged["quiet_hours"].items()},
         states=states, caps=caps, senders=senders, fallback_timezone=fallback,
-        holidays=frozenset(holidays), max_defer=parse_duration(merged["max_defer"]), source=source,
+        holidays=frozenset(holidays), max_defer=parse_duration(merged["max_defer"]),
+        source=source.path if source else "<default>",
     )

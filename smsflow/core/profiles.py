@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 ORDER_EVENTS = {"Order Placed"}
+CLICK_EVENTS = {"SMS Link Clicked"}
 REFUND_EVENTS = {"Refund Initiated"}
 AFFINITY_EVENTS = {"Product Viewed", "Added to Cart", "Checkout Started", "Order Placed"}
 MAX_ORDER_IDS = 50
@@ -32,6 +33,8 @@ def new_profile(customer_id: str) -> dict:
         "category_affinity": {},
         "order_ids": [],
         "recent_ids": [],
+        "sms_clicks": 0,
+        "sms_last_clicked_at": None,
         "first_seen_at": None,
         "last_event_at": None,
     }
@@ -85,6 +88,10 @@ def apply_track(profile: dict, event: dict) -> None:
             profile["total_spent"] = round(profile["total_spent"] + order_value(props), 2)
             if profile["last_order_at"] is None or ts > profile["last_order_at"]:
                 profile["last_order_at"] = ts
+    elif name in CLICK_EVENTS:
+        profile["sms_clicks"] = profile.get("sms_clicks", 0) + 1
+        last = profile.get("sms_last_clicked_at")
+        profile["sms_last_clicked_at"] = ts if last is None or ts > last else last
     elif name in REFUND_EVENTS:
         profile["total_spent"] = round(max(0.0, profile["total_spent"] - order_value(props)), 2)
     count = profile["order_count"]

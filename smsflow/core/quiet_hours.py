@@ -88,33 +88,42 @@ def zone(name: str) -> ZoneInfo | None:
         return None
 
 
+@lru_cache(maxsize=8192)
 def _wall_to_epoch(day: date, minutes: int, tz: ZoneInfo) -> float:
     # Aware + timedelta is wall-clock arithmetic in Python; .timestamp() then applies
     # the offset valid at that wall time (fold=0: gap times land after the gap).
+    # Cached: the gate asks about the same few days and zones over and over.
     return (datetime.combine(day, time(0), tzinfo=tz) + timedelta(minutes=minutes)).timestamp()
 
 
-def intervals(schedule: Schedule, tz: ZoneInfo, t: float,
-              holidays: frozenset[date] = frozenset()) -> list[tuple[float, float]]:
-    """UTC ``[start, end)`` intervals of ``schedule`` from the local day before ``t`` on."""
-    first = datetime.fromtimestamp(t, tz).date() - timedelta(days=1)
+def day_intervals(schedule: Schedule, tz: ZoneInfo, day: date,
+                  holidays: frozenset[date] = frozenset()) -> list[tuple[float, float]]:
+    """UTC ``[start, end)`` intervals of the windows that open on local ``day``."""
+    if schedule.skip_holidays and day in holidays:
+        return []
     out = []
-    for offset in range(SEARCH_DAYS + 1):
-        day = first + timedelta(days=offset)
-        if schedule.skip_holidays and day in holidays:
-            continue
-        for w in schedule.windows:
-            if day.weekday() in w.days:
-                end_day = day if w.end > w.start else day + timedelta(days=1)
-                out.append((_wall_to_epoch(day, w.start, tz), _wall_to_epoch(end_day, w.end, tz)))
-    return sorted(out)
+    for w in schedule.windows:
+        if day.weekday() in w.days:
+            end_day = day if w.end > w.start else day + timedelta(days=1)
+            out.append((_wall_to_epoch(day, w.start, tz), _wall_to_epoch(end_day, w.end, tz)))
+    return out
 
 
 def next_allowed(schedule: Schedule, tz: ZoneInfo, t: float,
                  holidays: frozenset[date] = frozenset()) -> float | None:
-    """Earliest instant >= ``t`` inside ``schedule`` in zone ``tz`` (None: none within a week)."""
-    starts = [max(s, t) for s, e in intervals(schedule, tz, t, holidays) if e > t]
-    return min(starts) if starts else None
+    """Earliest instant >= ``t`` inside ``schedule`` in zone ``tz`` (None: none within a week).
+
+    Days are scanned in order from the day before ``t`` (a window may run past midnight);
+    windows of a later day open after those of an earlier one, so the first day with a
+    usable window holds the answer.
+    """
+    first = datetime.fromtimestamp(t, tz).date() - timedelta(days=1)
+    for offset in range(SEARCH_DAYS + 1):
+        day = first + timedelta(days=offset)
+        starts = [max(s, t) for s, e in day_intervals(schedule, tz, day, holidays) if e > t]
+        if starts:
+            return min(starts)
+    return None
 
 
 def is_allowed(schedule: Schedule, tz: ZoneInfo, t: float,

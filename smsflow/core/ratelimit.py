@@ -51,5 +51,5 @@ class SegmentRateLimiter:
 
     def _expire(self, t: float) -> None:
         """Forget bookings that no longer share a one-second window with instant ``t``."""
-        while self._booked and self._booked[0][0] <= t - WINDOW:
+        while self._booked and self._booked[0][0] + WINDOW <= t:  # same sum as in acquire
             self._in_window -= self._booked.popleft()[1]

@@ -4,8 +4,8 @@ Contents follow the CTIA Messaging Principles (see shared/reference/compliance.m
 every reply names the brand and says what happened; opt-in confirmations and HELP also
 give the message frequency, "Msg & data rates may apply" and HELP/STOP instructions; the
 opt-out confirmation promises no further messages. None of them sells anything. Texts
-use GSM-7 characters only (straight quotes, no emoji) so a reply is one cheap segment
-for brand names of ordinary length.
+use GSM-7 characters only (straight quotes, no emoji) so a reply is one segment for
+brand names up to 20 characters with the default frequency text.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ RATES = "Msg & data rates may apply"
 TEMPLATES = {
     OPTED_OUT: "{brand}: You are unsubscribed and will receive no more messages. "
                "Reply START to resubscribe.",
-    OPTED_IN: "{brand}: You are subscribed to recurring automated marketing texts. "
-              "{frequency}. {rates}. Reply HELP for help, STOP to cancel.",
+    OPTED_IN: "{brand}: Subscribed to recurring automated marketing texts. "
+              "{frequency}. {rates}. Reply HELP for help, STOP to end.",
     HELP_REQUESTED: "{brand}: Help at {help_contact}. {frequency}. {rates}. "
-                    "Reply STOP to cancel.",
-    CONFIRMATION_REQUESTED: "{brand}: Reply Y to confirm recurring automated marketing "
+                    "Reply STOP to end.",
+    CONFIRMATION_REQUESTED: "{brand}: Reply Y to join recurring automated marketing "
                             "texts. {frequency}. {rates}. Reply HELP for help, STOP to "
-                            "cancel.",
+                            "end.",
 }
 
 

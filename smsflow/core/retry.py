@@ -31,7 +31,6 @@ CODES = {
     35114: CONFIG,
 }
 RETRYABLE = {RETRY, RETRY_SLOW, RETRY_LIMITED, WAIT}
-FAILURES = ("connect", "timeout", "disconnect")  # transport failures, see classify()
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
 

@@ -59,7 +59,8 @@ def analyze(body: str) -> Analysis:
     return Analysis(encoding, segments, length)
 
 
-def check_message(body: str, media_urls: Sequence[str] = (), max_segments: int = MAX_SEGMENTS) -> str | None:
+def check_message(body: str, media_urls: Sequence[str] = (),
+                  max_segments: int = MAX_SEGMENTS) -> str | None:
     """The reason this message must not be sent, or None.
 
     Reasons: ``empty_message``, ``body_too_long`` (over 1,600 characters or over

@@ -131,15 +131,15 @@ class TopicSource(_Source):
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
-            metadata = consumer.list_topics(self.topic, timeout=self.timeout)
+            topic = consumer.list_topics(self.topic, timeout=self.timeout).topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise LoadError(f"topic {self.topic!r} does not exist on {self.bootstrap}")
+            return {p: tuple(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                            timeout=self.timeout))
+                    for p in sorted(topic.partitions)}
         except KafkaException as exc:
-            raise LoadError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise LoadError(f"topic {self.topic!r} does not exist on {self.bootstrap}")
-        return {p: tuple(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                        timeout=self.timeout))
-                for p in sorted(topic.partitions)}
+            raise LoadError(f"cannot read {self.topic!r} from Kafka at {self.bootstrap}: "
+                            f"{exc}") from exc
 
 
 def _confluent_consumer(config: dict):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -12,27 +15,29 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def _signed_pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:+.1f}%"
+
+
 def interval(ci: tuple[float, float] | None, scale: float = 100.0, unit: str = "%") -> str:
     return "—" if ci is None else f"[{ci[0] * scale:+.1f}, {ci[1] * scale:+.1f}]{unit}"
 
 
 def render(report: Report, console: Console | None = None) -> None:
-    console = console or Console()
+    # Piped or redirected output is not wrapped at 80 columns: a wide table stays readable.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     level = f"{1 - report.alpha:.0%}"
     table = Table(title=f"smsflow incrementality report — {report.source or 'outcomes'}",
-                  caption=_caption(report))
-    for name in ("flow", "variant", "enrolled", "sent", "delivered", "clicked", "converted"):
+                  caption=_caption(report), box=box.SIMPLE_HEAD)
+    headers = ("flow", "variant", "enrolled", "sent", "deliv.", "clicked", "conv.", "rate",
+               f"{level} CI", "revenue", "rev/enr.", "last touch")
+    for name in headers:
         table.add_column(name, justify="left" if name in ("flow", "variant") else "right")
-    table.add_column(f"conv. rate [{level} CI]", justify="right")
-    table.add_column("revenue", justify="right")
-    table.add_column("rev./enrolled", justify="right")
-    table.add_column("last-touch conv.", justify="right")
     for flow in report.flows:
         for arm in flow.arms.values():
-            funnel = arm.funnel()
-            ci = interval(report.rate_ci(arm), unit="").replace("+", "")
-            table.add_row(flow.flow_id, arm.variant, *(f"{funnel[s]:,}" for s in funnel),
-                          f"{pct(arm.conversion_rate)} {ci}",
+            low, high = report.rate_ci(arm)
+            table.add_row(flow.flow_id, arm.variant, *(f"{n:,}" for n in arm.funnel().values()),
+                          pct(arm.conversion_rate), f"{low * 100:.1f}–{high * 100:.1f}%",
                           f"{arm.revenue:,.2f}", f"{arm.revenue_per_enrolled:,.2f}",
                           f"{arm.attributed_conversions:,}")
         table.add_section()
@@ -50,7 +55,7 @@ def lift_lines(flow: FlowResult, level: str) -> list[str]:
                 "treatment and control (is a holdout configured?)"]
     c = flow.conversion
     lines = [f"{head} absolute lift {c.diff * 100:+.2f} pp {interval(c.diff_ci, unit=' pp')}, "
-             f"relative lift {pct(c.lift)} {interval(c.lift_ci)} ({level} CI), "
+             f"relative lift {_signed_pct(c.lift)} {interval(c.lift_ci)} ({level} CI), "
              f"p = {c.p_value:.3g} ({'Fisher exact' if c.test == 'fisher' else 'z test'})"]
     if flow.revenue is not None:
         r = flow.revenue

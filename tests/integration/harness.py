@@ -40,31 +40,22 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: f
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last={last!r}")
 
 
-class Worker:
-    def __init__(self, stack: "Stack", name: str, env: dict) -> None:
+class Process:
+    """An ``smsflow`` sub-command run as its own process group, logging to a file."""
+
+    def __init__(self, stack: "Stack", name: str, args: list[str], env: dict) -> None:
         self.stack = stack
         self.name = name
         self.log_path = stack.root / f"{name}.log"
-        self.web_port = free_port()
-        env = {**env, "SMSFLOW_WEB_PORT": str(self.web_port),
-               "SMSFLOW_DATA_DIR": str(stack.root / f"data-{name}")}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsflow.cli", "worker"], cwd=REPO, env=env,
+            [sys.executable, "-m", "smsflow.cli", *args], cwd=REPO, env=env,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         self.started_at = time.monotonic()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from process start until Faust reports the worker ready."""
-        wait_for(lambda: "[^Worker]: Ready" in self.log() or self.proc.poll() is not None,
-                 timeout, message=f"worker {self.name} ready")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"worker {self.name} exited:\n{self.log()[-4000:]}")
-        return time.monotonic() - self.started_at
 
     def kill(self) -> None:
         """SIGKILL: the crash an SRE fears (no flush, no commit)."""
@@ -80,6 +71,35 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    import urllib.request
+
+    def ok():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status < 500
+        except OSError:
+            return False
+    wait_for(ok, timeout, interval=0.2, message=url)
+
+
+class Worker(Process):
+    def __init__(self, stack: "Stack", name: str, env: dict) -> None:
+        self.web_port = free_port()
+        env = {**env, "SMSFLOW_WEB_PORT": str(self.web_port),
+               "SMSFLOW_DATA_DIR": str(stack.root / f"data-{name}")}
+        super().__init__(stack, name, ["worker"], env)
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start until Faust reports the worker ready."""
+        wait_for(lambda: "[^Worker]: Ready" in self.log() or self.proc.poll() is not None,
+                 timeout, message=f"worker {self.name} ready")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker {self.name} exited:\n{self.log()[-4000:]}")
+        return time.monotonic() - self.started_at
+
 
 
 class Stack:
@@ -101,6 +121,8 @@ class Stack:
         self.settings = self._settings()
         ensure_topics(self.settings)
         self.workers: list[Worker] = []
+        self.services: list[Process] = []
+        self.sandbox_url: str | None = None
 
     def _settings(self) -> Settings:
         saved = dict(os.environ)
@@ -128,6 +150,46 @@ class Stack:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+        for service in self.services:
+            service.stop()
+
+    def start_twilio(self, **sandbox_args) -> None:
+        """The local Twilio sandbox and the webhook server, wired to each other and to
+        this stack's workers (call before starting workers)."""
+        sandbox_port, webhook_port = free_port(), free_port()
+        public = f"http://127.0.0.1:{webhook_port}"
+        self.env.update({"SMSFLOW_TWILIO_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+                         "SMSFLOW_PUBLIC_URL": public, "SMSFLOW_WEBHOOK_PORT": str(webhook_port)})
+        self.settings = self._settings()
+        args = ["sandbox", "--port", str(sandbox_port), "--account-sid",
+                self.settings.twilio_account_sid, "--auth-token", self.settings.twilio_auth_token,
+                "--webhook-base", public, "--receipt-delay", "0.1"]
+        # Without the 21610 fault the sandbox leaves opt-out handling to smsflow (as a
+        # Twilio number without opt-out management would); tests that want it pass faults.
+        sandbox_args.setdefault("faults", "429,500,timeout,30007")
+        for name, value in sandbox_args.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        self.services.append(Process(self, "sandbox", args, self.env))
+        self.services.append(Process(self, "webhooks", ["webhooks", "--host", "127.0.0.1"], self.env))
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.webhook_url = public
+        wait_http(f"{self.sandbox_url}/sandbox/stats")
+        wait_http(f"{public}/healthz")
+
+    def sandbox(self, path: str, payload: dict | None = None):
+        """GET (or POST ``payload`` to) a sandbox endpoint; returns the JSON answer."""
+        import urllib.request
+
+        data = orjson.dumps(payload) if payload is not None else None
+        req = urllib.request.Request(f"{self.sandbox_url}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return orjson.loads(r.read())
+
+    def texts(self, to: str | None = None) -> list[dict]:
+        answer = self.sandbox("/sandbox/messages?limit=10000"
+                              + (f"&to={to.replace('+', '%2B')}" if to else ""))
+        return answer["messages"] if isinstance(answer, dict) else answer
 
     # -- producing -------------------------------------------------------------------
     def produce(self, role: str, records, key: Callable[[bytes], bytes | None] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Durations ("45s", "30m", "2h", "3d", "1w", "1h30m") and event timestamps.
+"""Durations ("45s", "30m", "2h", "3d", "1w", "1h30m") and timestamps for records.
 
 Flow files state durations as short strings so marketers never count seconds; the
 engine works in epoch seconds (floats, UTC) like :mod:`smsflow.clock`.
@@ -22,28 +22,13 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest readable form: 5400 -> '1h30m'."""
+    """A readable form in days and smaller units: 5400 -> '1h30m', 30 days -> '30d'."""
     rest, parts = int(round(seconds)), []
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         count, rest = divmod(rest, UNITS[unit])
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
-
-
-def parse_timestamp(value: object, default: float) -> float:
-    """Epoch seconds of an ISO-8601 string or a number; ``default`` when absent or invalid."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return default
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    return default
 
 
 def iso(ts: float | None) -> str | None:

@@ -21,7 +21,7 @@ DEFAULT_HOLDOUT = {"marketing": 0.1, "transactional": 0.0}
 
 @dataclass(frozen=True, kw_only=True)
 class EventRule:
-    """An event that matters to a flow (exit, goal, wait-until), optionally about the same entity."""
+    """An event that matters to a flow (exit, goal, wait-until), maybe about the same entity."""
 
     event: str
     match_entity: bool = False
@@ -175,6 +175,10 @@ def _rule(raw: Mapping[str, Any], cls: type[EventRule] = EventRule, **extra: Any
                conditions=spec, when=compile_conditions(spec), **extra)
 
 
+def _seconds(duration: str | None) -> float | None:
+    return None if duration is None else parse_duration(duration)
+
+
 def _target(ref: str | None, default: str | None) -> str | None:
     if ref is None:
         return default
@@ -182,7 +186,7 @@ def _target(ref: str | None, default: str | None) -> str | None:
 
 
 def audience_conditions(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The audience shorthand as ordinary conditions on ``profile.*`` (see engine's profile view)."""
+    """The audience shorthand as ordinary conditions on ``profile.*`` (see runner.profile_view)."""
     out: dict[str, Any] = {}
     for key in ("purchase_status", "order_count", "total_spent", "aov", "days_since_last_order"):
         if key in spec:
@@ -205,7 +209,8 @@ def _refs(raw: Mapping[str, Any]) -> tuple[tuple[tuple, str], ...]:
     if "on_timeout" in body:
         found.append((("wait_until", "on_timeout"), body["on_timeout"]))
     branch = raw.get("branch") or {}
-    found.extend((("branch", "cases", i, "next"), c["next"]) for i, c in enumerate(branch.get("cases", ())))
+    for i, case in enumerate(branch.get("cases", ())):
+        found.append((("branch", "cases", i, "next"), case["next"]))
     if "else" in branch:
         found.append((("branch", "else"), branch["else"]))
     for i, variant in enumerate((raw.get("split") or {}).get("variants", ())):
@@ -230,7 +235,8 @@ def _step(raw: Mapping[str, Any], index: int, following: str | None) -> Step:
     if kind == "branch":
         cases = tuple(BranchCase(conditions=c["when"], when=compile_conditions(c["when"]),
                                  next=_target(c["next"], None)) for c in body["cases"])
-        return BranchStep(**common, cases=cases, otherwise=_target(body.get("else"), common["next"]))
+        otherwise = _target(body.get("else"), common["next"])
+        return BranchStep(**common, cases=cases, otherwise=otherwise)
     if kind == "split":
         variants = tuple(Variant(name=v["name"], weight=float(v["weight"]),
                                  next=_target(v["next"], None)) for v in body["variants"])
@@ -250,12 +256,12 @@ def build_flow(data: Mapping[str, Any], source: str = "") -> Flow:
         priority=int(data.get("priority", 0)),
         trigger=Trigger(event=trigger["event"], conditions=trigger.get("conditions") or {},
                         when=compile_conditions(trigger.get("conditions")),
-                        max_age=parse_duration(trigger["max_age"]) if "max_age" in trigger else None),
+                        max_age=_seconds(trigger.get("max_age"))),
         audience=compile_conditions(audience_conditions(audience)), audience_spec=audience,
         entity_key=data.get("entity_key"),
         exits=tuple(_rule(r) for r in (data.get("exit") or {}).get("events", ())),
         reentry=Reentry(mode=reentry.get("mode", "always"),
-                        cooldown=parse_duration(reentry["cooldown"]) if "cooldown" in reentry else 0.0,
+                        cooldown=_seconds(reentry.get("cooldown")) or 0.0,
                         while_active=reentry.get("while_active", "update")),
         holdout=float(data.get("holdout", DEFAULT_HOLDOUT[data["category"]])),
         goal=_rule(data["goal"], Goal, window=parse_duration(data["goal"]["window"]),

@@ -45,7 +45,7 @@ for _tag, _pattern, _first in (
 
 @dataclass
 class Source:
-    """Parsed file: ``data`` plus the value node and key node of every path (tuple of keys/indexes)."""
+    """Parsed file: ``data`` plus the value and key node of every path (a tuple of keys/indexes)."""
 
     path: str
     data: Any = None
@@ -53,7 +53,8 @@ class Source:
     keys: dict[tuple, Node] = field(default_factory=dict)
     errors: list[FlowError] = field(default_factory=list)
 
-    def position(self, where: tuple, *, key: bool = False, offset: int | None = None) -> tuple[int, int]:
+    def position(self, where: tuple, *, key: bool = False,
+                 offset: int | None = None) -> tuple[int, int]:
         """1-based (line, column) of a path's value (or key); the nearest ancestor if absent.
 
         ``offset`` points inside a string value (a Liquid error); exact for plain, quoted and

@@ -1,0 +1,144 @@
+"""``smsflow flows validate DIR`` and ``smsflow flows show FILE``: check flows before deploy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from smsflow.core.flows.durations import format_duration
+from smsflow.core.flows.loader import LoadResult, load_dir, load_file
+from smsflow.core.flows.model import (BranchStep, ExitStep, Flow, SendStep, SplitStep, Step,
+                                      WaitStep, WaitUntilStep, audience_conditions)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("flows", help="validate and inspect flow YAML files")
+    sub = parser.add_subparsers(dest="flows_command", metavar="ACTION")
+    sub.required = True
+    validate = sub.add_parser("validate", help="check every flow file in a folder (or one file)")
+    validate.add_argument("path", help="folder of *.yaml flow files, or one file")
+    validate.set_defaults(func=cmd_validate)
+    show = sub.add_parser("show", help="print a flow as a step graph")
+    show.add_argument("file", help="one flow YAML file")
+    show.set_defaults(func=cmd_show)
+
+
+def _load(path: str) -> LoadResult:
+    return load_dir(path) if Path(path).is_dir() else load_file(path)
+
+
+def _report_errors(result: LoadResult) -> bool:
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    if result.errors:
+        print(f"{len(result.errors)} error(s) in {result.files} file(s)", file=sys.stderr)
+    return bool(result.errors)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    result = _load(args.path)
+    if _report_errors(result):
+        return 1
+    steps = sum(len(flow.steps) for flow in result.flows)
+    print(f"ok: {len(result.flows)} flows, {steps} steps in {result.files} files")
+    for flow in result.flows:
+        print(f"  {flow.id:<28} {flow.category:<13} {len(flow.steps):>2} steps  "
+              f"trigger: {flow.trigger.event}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    result = load_file(args.file)
+    if _report_errors(result):
+        return 1
+    print(describe(result.flows[0]))
+    return 0
+
+
+# --- text rendering of a flow ------------------------------------------------------------
+
+def conditions_text(spec: Mapping[str, Any] | None) -> str:
+    """Conditions on one line: ``properties.value gt 0 and any(a eq 1; b in [x, y])``."""
+    parts = []
+    for key, test in (spec or {}).items():
+        if key in ("any", "all"):
+            parts.append(f"{key}({'; '.join(conditions_text(s) for s in test)})")
+        elif key == "not":
+            parts.append(f"not({conditions_text(test)})")
+        elif isinstance(test, Mapping):
+            parts.extend(f"{key} {op} {json.dumps(value)}" for op, value in test.items())
+        else:
+            parts.append(f"{key} {'in' if isinstance(test, list) else 'eq'} {json.dumps(test)}")
+    return " and ".join(parts) or "always"
+
+
+def _to(target: str | None) -> str:
+    return target or "(end)"
+
+
+def _rule_text(rule: Any, flow: Flow) -> str:
+    text = rule.event + (f" (same {flow.entity_key})" if rule.match_entity else "")
+    return text + (f" if {conditions_text(rule.conditions)}" if rule.conditions else "")
+
+
+def _step_lines(step: Step, flow: Flow) -> list[str]:
+    if isinstance(step, WaitStep):
+        return [f"wait {format_duration(step.duration)}  -> {_to(step.next)}"]
+    if isinstance(step, WaitUntilStep):
+        return [f"wait until {_rule_text(step.rule, flow)}  -> {_to(step.next)}",
+                f"  after {format_duration(step.timeout)} -> {_to(step.on_timeout)}"]
+    if isinstance(step, SendStep):
+        body = " ".join(step.body.split())
+        shown = body if len(body) <= 70 else body[:70] + "…"
+        lines = [f"send {step.channel}: \"{shown}\"  -> {_to(step.next)}"]
+        lines += [f"  link {step.link}"] if step.link else []
+        lines += [f"  media {url}" for url in step.media_urls]
+        return lines + ([f"  priority {step.priority}"] if step.priority is not None else [])
+    if isinstance(step, BranchStep):
+        return ["branch"] + [f"  when {conditions_text(c.conditions)} -> {_to(c.next)}"
+                             for c in step.cases] + [f"  else -> {_to(step.otherwise)}"]
+    if isinstance(step, SplitStep):
+        total = sum(v.weight for v in step.variants)
+        return ["split"] + [f"  {v.name} {v.weight / total:.0%} -> {_to(v.next)}"
+                            for v in step.variants]
+    assert isinstance(step, ExitStep)
+    return [f"exit ({step.reason})"]
+
+
+def describe(flow: Flow) -> str:
+    reentry = flow.reentry
+    rule = {"once": "once per customer", "always": "every trigger",
+            "after": f"again after {format_duration(reentry.cooldown)}"}[reentry.mode]
+    window = flow.send_window
+    lines = [
+        f"{flow.id}: {flow.name} ({flow.category}, priority {flow.priority}, "
+        f"holdout {flow.holdout:.0%})",
+        f"  trigger   {flow.trigger.event}"
+        + (f" if {conditions_text(flow.trigger.conditions)}" if flow.trigger.conditions else "")
+        + (f"; max age {format_duration(flow.trigger.max_age)}" if flow.trigger.max_age else ""),
+        f"  entity    {flow.entity_key or '-'}",
+        f"  audience  {_audience_text(flow.audience_spec)}",
+        f"  exit on   {', '.join(_rule_text(r, flow) for r in flow.exits) or '-'}",
+        "  goal      " + (f"{_rule_text(flow.goal, flow)} within "
+                           f"{format_duration(flow.goal.window)}" if flow.goal else "-"),
+        f"  re-entry  {rule}; a trigger while active "
+        + ("updates the running enrollment" if reentry.while_active == "update"
+           else "for another entity starts a parallel one"),
+        "  window    " + (f"{window['start']}-{window['end']} "
+                          f"{','.join(window.get('days', ['daily']))}" if window else "-"),
+        "  steps",
+    ]
+    width = max(len(step.id) for step in flow.steps) + 2
+    for step in flow.steps:
+        first, *rest = _step_lines(step, flow)
+        lines.append(f"    {step.id:<{width}}{first}")
+        lines.extend(f"    {'':<{width}}{line}" for line in rest)
+    return "\n".join(lines)
+
+
+def _audience_text(spec: Mapping[str, Any]) -> str:
+    return conditions_text(audience_conditions(spec)) if spec else "everyone"

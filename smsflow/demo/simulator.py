@@ -1,0 +1,312 @@
+"""A closed-loop D2C customer simulator: a day of shop events that reacts to the texts it gets.
+
+Pure and deterministic per seed (no Kafka, no clock): the demo replays :meth:`Simulator.events`
+against a compressed clock and calls :meth:`Simulator.on_text` whenever the sandbox records a
+text, publishing what comes back. The behaviour has a known answer, so the incrementality
+report can be checked against it:
+
+* every checkout starter draws ``u`` once. ``u < base_rate``: buys on their own at a
+  scheduled time, texted or not (some within minutes, so they exit before any text).
+  ``base_rate <= u < base_rate + uplift``: persuadable, buys only if texted, after the text.
+* hence P(order | control) = base_rate and P(order | treatment) = base_rate + uplift x the
+  share of persuadable treatment customers the pipeline actually texted (1.0 when none is
+  held back by consent, quiet hours or caps; the demo's window is chosen for that).
+
+Phones are in the fictional 555-01xx range of area codes without stricter state rules; a
+few non-checkout customers get unparseable phones, and ``malformed_rate`` of extra events
+are broken (raw non-JSON bytes, no userId, unknown type) for the pipeline to reject.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+
+from smsflow.core.events import parse_time
+
+MINUTE, HOUR = 60.0, 3600.0
+# 16:00 UTC: 08:00 in Los Angeles, 11:00 in New York; the next 8 hours are daytime in all.
+DEFAULT_START = "2026-11-28T16:00:00Z"
+TIMEZONES = {
+    "America/Los_Angeles": "415 510 408 213 310 619 916 206 425 509 503 702",
+    "America/Phoenix": "602 480 520",
+    "America/Denver": "303 720 719 801 385",
+    "America/Chicago": "312 773 847 612 651 314 816 414 608 504",
+    "America/New_York": "404 678 212 718 917 646 617 508 215 412 614 216 313 704 919 703 202",
+}
+AREA_CODES = {code: tz for tz, codes in TIMEZONES.items() for code in codes.split()}
+BAD_PHONES = ("555-01", "(415) 555-01", "12345", "call me", "+1 (000) 000-0000", "0000000000000000")
+PRODUCTS = (
+    ("sku_moist", "Daily Moisturizer", 42.0, "skincare"),
+    ("sku_serum", "Vitamin C Serum", 58.0, "skincare"),
+    ("sku_clean", "Gentle Cleanser", 24.0, "skincare"),
+    ("sku_spf", "Mineral SPF 50", 32.0, "suncare"),
+    ("sku_beans", "Single-Origin Coffee Beans", 19.0, "coffee"),
+    ("sku_grind", "Burr Grinder", 129.0, "coffee"),
+    ("sku_mug", "Ceramic Travel Mug", 28.0, "accessories"),
+    ("sku_tote", "Canvas Tote", 35.0, "accessories"),
+)
+FIRST_NAMES = ("Ana", "Ben", "Chloé", "Dev", "Elif", "Femi", "Grace", "Hiro", "Ines", "Jonas",
+               "Kiri", "Liam", "Maya", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq")
+CONSENT_TEXT = "Yes, text me offers. Msg & data rates may apply. Reply STOP to opt out."
+STOP_REPLIES = ("STOP", "STOP", "stop", "Stop texting me", "UNSUBSCRIBE")
+HELP_REPLIES = ("HELP", "help", "INFO")
+URL = re.compile(r"https?://\S+")
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def epoch(t: float | str | datetime) -> float:
+    if isinstance(t, datetime):
+        return t.timestamp()
+    return parse_time(t, 0.0) if isinstance(t, str) else float(t)
+
+
+def item_time(item: dict) -> float:
+    """Simulated epoch time of any item the simulator returns (event, raw, inbound, click)."""
+    return epoch(item["timestamp"])
+
+
+def encode_event(item: dict) -> tuple[str | None, bytes]:
+    """(key, value) for the events topic: raw items keep their broken bytes as they are."""
+    if item.get("kind") == "raw":
+        return item.get("key"), item["value"]
+    return item.get("userId"), orjson.dumps(item)
+
+
+@dataclass
+class Customer:
+    id: str
+    rng: random.Random
+    segment: str                      # browse | cart | checkout
+    phone: str                        # as the shop typed it
+    e164: str | None                  # None when the phone is bad
+    timezone: str
+    u: float                          # the one draw deciding conversion (checkout starters)
+    checkout: dict | None = None
+    checkout_at: float | None = None
+    ordered_at: float | None = None
+    texts: int = 0
+    opted_out: bool = False
+    events: list[dict] = field(default_factory=list)
+
+
+class Simulator:
+    """``n_customers`` shoppers over one simulated day starting at ``start_time``."""
+
+    def __init__(self, n_customers: int, seed: int = 0,
+                 start_time: float | str | datetime = DEFAULT_START, *, uplift: float = 0.06,
+                 base_rate: float = 0.10, checkout_share: float = 0.45,
+                 bad_phone_rate: float = 0.04, malformed_rate: float = 0.02,
+                 stop_rate: float = 0.03, help_rate: float = 0.01, click_rate: float = 0.25,
+                 active_hours: float = 8.0) -> None:
+        if not 0 <= base_rate <= base_rate + uplift <= 1:
+            raise ValueError("need 0 <= base_rate <= base_rate + uplift <= 1")
+        self.seed, self.start = seed, epoch(start_time)
+        self.base_rate, self.uplift = base_rate, uplift
+        self.checkout_share, self.bad_phone_rate = checkout_share, bad_phone_rate
+        self.stop_rate, self.help_rate, self.click_rate = stop_rate, help_rate, click_rate
+        self.active_hours = active_hours
+        phones = self._phone_pool()
+        self.customers: dict[str, Customer] = {}
+        for i in range(n_customers):
+            customer = self._customer(f"c_{i + 1:05d}", phones[i % len(phones)])
+            self.customers[customer.id] = customer
+        self._malformed = self._malformed_events(malformed_rate)
+
+    # -- the known answer ---------------------------------------------------------------
+    @property
+    def true_uplift(self) -> float:
+        """Absolute conversion uplift of a texted checkout starter (e.g. 0.10 -> 0.16)."""
+        return self.uplift
+
+    def expected_conversion_rates(self, texted_share: float = 1.0) -> dict[str, float]:
+        """Conversion per enrolled checkout starter in each arm, given the share of
+        persuadable treatment customers that were really texted."""
+        return {"control": self.base_rate,
+                "treatment": self.base_rate + self.uplift * texted_share}
+
+    def summary(self) -> dict[str, int]:
+        """Counts the demo can check the pipeline against (rejections, enrollments)."""
+        people = self.customers.values()
+        return {"customers": len(people), "events": len(self.events()),
+                "malformed_events": len(self._malformed),
+                "bad_phones": sum(c.e164 is None for c in people),
+                **Counter(f"{c.segment}_customers" for c in people)}
+
+    # -- the day ------------------------------------------------------------------------
+    def events(self) -> list[dict]:
+        """Every event of the day (valid and malformed), ordered by ``timestamp``."""
+        items = [e for c in self.customers.values() for e in c.events] + self._malformed
+        return sorted(items, key=lambda e: (item_time(e), e.get("messageId", "")))
+
+    def on_text(self, customer_id: str, body: str, t: float | str | datetime) -> list[dict]:
+        """React to a text received at simulated time ``t``: maybe a click, an order (if
+        persuadable and not yet ordered), a STOP or HELP reply. Items are sorted by time."""
+        c = self.customers.get(customer_id)
+        if c is None or c.e164 is None:
+            return []
+        t, rng, c.texts = epoch(t), c.rng, c.texts + 1
+        click_draw, reply_draw = rng.random(), rng.random()
+        click_delay, order_delay, reply_delay = (rng.uniform(1, 30) * MINUTE,
+                                                 rng.uniform(35, 180) * MINUTE,
+                                                 rng.uniform(0.5, 20) * MINUTE)
+        out: list[dict] = []
+        link = URL.search(body or "")
+        persuaded = self._persuadable(c) and c.ordered_at is None and t >= c.checkout_at
+        if link and (persuaded or click_draw < self.click_rate):
+            out.append({"kind": "click", "customer_id": c.id, "url": link.group(0),
+                        "timestamp": iso(t + click_delay)})
+        if persuaded:
+            out.append(self._order(c, t + order_delay))
+        if not c.opted_out and reply_draw < self.stop_rate + self.help_rate:
+            words = STOP_REPLIES if reply_draw < self.stop_rate else HELP_REPLIES
+            c.opted_out = words is STOP_REPLIES
+            out.append({"kind": "inbound", "customer_id": c.id, "from_phone": c.e164,
+                        "body": rng.choice(words), "timestamp": iso(t + reply_delay)})
+        return sorted(out, key=item_time)
+
+    # -- building customers -------------------------------------------------------------
+    def _phone_pool(self) -> list[tuple[str, str, str]]:
+        """(as typed, E.164, time zone), shuffled per seed; beyond 4,700 customers phones are
+        shared, as in a household."""
+        pool = [(f"({code}) 555-01{n:02d}", f"+1{code}55501{n:02d}", tz)
+                for code, tz in AREA_CODES.items() for n in range(100)]
+        random.Random(f"{self.seed}:phones").shuffle(pool)
+        return pool
+
+    def _persuadable(self, c: Customer) -> bool:
+        return c.segment == "checkout" and self.base_rate <= c.u < self.base_rate + self.uplift
+
+    def _customer(self, cid: str, pooled: tuple[str, str, str]) -> Customer:
+        rng = random.Random(f"{self.seed}:{cid}")
+        draw = rng.random()
+        segment = ("checkout" if draw < self.checkout_share else
+                   "cart" if draw < self.checkout_share + (1 - self.checkout_share) * 0.4
+                   else "browse")
+        phone, e164, tz = pooled
+        bad = segment != "checkout" and rng.random() < self.bad_phone_rate
+        c = Customer(cid, rng, segment, rng.choice(BAD_PHONES) if bad else phone,
+                     None if bad else e164, tz, rng.random())
+        latest_start = self.active_hours * (0.75 if segment == "checkout" else 1.0)
+        t = self.start + rng.uniform(0.25, latest_start) * HOUR
+        c.events.append(self._identify(c, t - rng.uniform(1, 10) * MINUTE))
+        t = self._browse(c, t)
+        if segment != "browse":
+            items, t = self._cart(c, t)
+            if segment == "checkout":
+                self._start_checkout(c, t + rng.uniform(1, 10) * MINUTE, items)
+        self._post_purchase(c)
+        return c
+
+    def _track(self, c: Customer, name: str, t: float, properties: dict) -> dict:
+        return {"type": "track", "messageId": self._message_id(c.rng), "userId": c.id,
+                "event": name, "timestamp": iso(t), "properties": properties}
+
+    @staticmethod
+    def _message_id(rng: random.Random) -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    def _identify(self, c: Customer, t: float) -> dict:
+        rng = c.rng
+        traits = {"first_name": rng.choice(FIRST_NAMES), "email": f"{c.id}@example.com",
+                  "phone": c.phone, "country": "US", "timezone": c.timezone}
+        if c.segment == "checkout" or rng.random() < 0.75:
+            traits["sms_consent"] = {"status": "subscribed",
+                                     "source": "checkout" if c.segment == "checkout" else "popup",
+                                     "timestamp": iso(t), "text": CONSENT_TEXT}
+        return {"type": "identify", "messageId": self._message_id(rng), "userId": c.id,
+                "timestamp": iso(t), "traits": traits}
+
+    def _browse(self, c: Customer, t: float) -> float:
+        for _ in range(c.rng.randint(1, 4)):
+            sku, name, price, category = c.rng.choice(PRODUCTS)
+            c.events.append(self._track(c, "Product Viewed", t, {
+                "product_id": sku, "name": name, "price": price, "category": category}))
+            t += c.rng.uniform(0.5, 5) * MINUTE
+        if c.segment == "browse" and c.rng.random() < 0.05:
+            sku, name, _, _ = c.rng.choice(PRODUCTS)
+            c.events.append(self._track(c, "Back In Stock Requested", t,
+                                        {"product_id": sku, "name": name}))
+        return t
+
+    def _cart(self, c: Customer, t: float) -> tuple[list[dict], float]:
+        items = [self._line(c.rng, p) for p in c.rng.sample(PRODUCTS, c.rng.randint(1, 3))]
+        for item in items:
+            c.events.append(self._track(c, "Added to Cart", t, {**item, "currency": "USD"}))
+            t += c.rng.uniform(0.2, 3) * MINUTE
+        return items, t
+
+    @staticmethod
+    def _line(rng: random.Random, product: tuple) -> dict:
+        sku, name, price, category = product
+        return {"product_id": sku, "name": name, "price": price,
+                "quantity": rng.choice((1, 1, 1, 2)), "category": category}
+
+    def _start_checkout(self, c: Customer, t: float, items: list[dict]) -> None:
+        checkout_id = f"ch_{c.id}_1"
+        c.checkout = {"checkout_id": checkout_id,
+                      "checkout_url": f"https://shop.example/checkout/{checkout_id}",
+                      "value": round(sum(i["price"] * i["quantity"] for i in items), 2),
+                      "currency": "USD", "products": items}
+        c.checkout_at = t
+        c.events.append(self._track(c, "Checkout Started", t, dict(c.checkout)))
+        if c.u < self.base_rate:  # buys on their own: a third at once, the rest hours later
+            quick = c.rng.random() < 1 / 3
+            delay = c.rng.uniform(3, 25) * MINUTE if quick else c.rng.uniform(1.5, 10) * HOUR
+            c.events.append(self._order(c, t + delay))
+
+    def _order(self, c: Customer, t: float) -> dict:
+        c.ordered_at = t
+        value = c.checkout["value"]
+        return self._track(c, "Order Placed", t, {
+            "order_id": f"o_{c.id}_1", "checkout_id": c.checkout["checkout_id"], "value": value,
+            "revenue": value, "currency": "USD", "products": c.checkout["products"]})
+
+    def _post_purchase(self, c: Customer) -> None:
+        """Earlier orders moving along today: shipping and delivery updates, a few refunds."""
+        rng = c.rng
+        if rng.random() >= 0.15:
+            return
+        t = self.start + rng.uniform(0, self.active_hours) * HOUR
+        c.events.append(self._track(c, "Order Shipped", t, {
+            "order_id": f"o_{c.id}_p1", "carrier": "UPS",
+            "tracking_url": f"https://shop.example/track/o_{c.id}_p1"}))
+        if rng.random() < 0.4:
+            c.events.append(self._track(c, "Order Delivered", t + rng.uniform(0.5, 6) * HOUR,
+                                        {"order_id": f"o_{c.id}_p0"}))
+        if rng.random() < 0.1:
+            c.events.append(self._track(c, "Refund Initiated", t + rng.uniform(0.5, 6) * HOUR,
+                                        {"order_id": f"o_{c.id}_p0", "value": 24.0,
+                                         "currency": "USD"}))
+
+    def _malformed_events(self, rate: float) -> list[dict]:
+        """Broken input, one kind after the other: non-JSON bytes, no userId, unknown type."""
+        rng = random.Random(f"{self.seed}:malformed")
+        valid = sorted((e for c in self.customers.values() for e in c.events),
+                       key=lambda e: e["messageId"])
+        out = []
+        for i in range(round(rate * len(valid))):
+            base = dict(rng.choice(valid), messageId=self._message_id(rng))
+            kind = i % 3
+            if kind == 0:
+                raw = orjson.dumps(base)
+                out.append({"kind": "raw", "key": base["userId"], "timestamp": base["timestamp"],
+                            "value": raw[: len(raw) // 2]})
+            elif kind == 1:
+                base.pop("userId")
+                out.append(base)
+            else:
+                out.append({"type": "page", "messageId": base["messageId"],
+                            "userId": base["userId"], "name": "Home",
+                            "timestamp": base["timestamp"]})
+        return out

@@ -1,0 +1,63 @@
+"""Build outcome records in the shape of ``schemas/outcome.schema.json`` for tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "outcome.schema.json")
+                    .read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+T0 = 1_795_881_600.0  # 2026-11-28T16:00:00Z
+FIELDS = tuple(SCHEMA["required"])
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def outcome(type_: str, customer_id: str | None, t: float, **fields) -> dict:
+    """A full record: every field present, null unless given; times from epoch ``t``."""
+    record = dict.fromkeys(FIELDS)
+    record.update(type=type_, customer_id=customer_id, event_time=iso(t),
+                  processing_time=iso(t + 1), details={})
+    record.update(fields)
+    return record
+
+
+def enrolled(cid: str, t: float, variant: str, flow: str = "cart", n: int = 1, **fields) -> dict:
+    return outcome("enrolled", cid, t, flow_id=flow, enrollment_id=f"{flow}:{cid}:{n}",
+                   variant=variant, **fields)
+
+
+def sent(cid: str, t: float, flow: str = "cart", n: int = 1, step: str = "s1") -> dict:
+    eid = f"{flow}:{cid}:{n}"
+    return outcome("sent", cid, t, flow_id=flow, enrollment_id=eid, step_id=step,
+                   variant="treatment", message_sid=f"SM{cid}{n}{step}",
+                   idempotency_key=f"{eid}:{step}", segments=1, encoding="GSM-7",
+                   phone_masked="+1415*****00")
+
+
+def would_send(cid: str, t: float, flow: str = "cart", n: int = 1, step: str = "s1") -> dict:
+    eid = f"{flow}:{cid}:{n}"
+    return outcome("would_send", cid, t, flow_id=flow, enrollment_id=eid, step_id=step,
+                   variant="control", idempotency_key=f"{eid}:{step}")
+
+
+def receipt(kind: str, cid: str, t: float, flow: str = "cart", n: int = 1,
+            step: str = "s1") -> dict:
+    """delivered / undelivered / failed, naming only the message sid (as a receipt does)."""
+    return outcome(kind, cid, t, message_sid=f"SM{cid}{n}{step}",
+                   error_code=30003 if kind != "delivered" else None)
+
+
+def clicked(cid: str, t: float, flow: str = "cart", n: int = 1, step: str = "s1") -> dict:
+    return outcome("clicked", cid, t, idempotency_key=f"{flow}:{cid}:{n}:{step}")
+
+
+def converted(cid: str, t: float, revenue: float, order: str | None = None, **fields) -> dict:
+    return outcome("converted", cid, t, revenue=revenue, currency="USD",
+                   details={"order_id": order or f"o_{cid}", "event": "Order Placed"}, **fields)
