@@ -14,8 +14,9 @@ from pathlib import Path
 
 import fastjsonschema
 import orjson
+from smsflow.paths import schema_path
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
+SCHEMA_PATH = schema_path("event.schema.json")
 
 CANONICAL = (
     "Product Viewed", "Added to Cart", "Checkout Started", "Order Placed", "Order Shipped",

@@ -23,8 +23,9 @@ from smsflow.core.flows.durations import parse_duration
 from smsflow.core.flows.source import Source
 from smsflow.core.flows.source import parse as parse_yaml
 from smsflow.core.quiet_hours import ALL_DAYS, Schedule, Window, parse_schedule, zone
+from smsflow.paths import schema_path
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "policy.schema.json"
+SCHEMA_PATH = schema_path("policy.schema.json")
 CATEGORIES = ("marketing", "transactional")
 _WEEK = ["mon", "tue", "wed", "thu", "fri", "sat"]
 

@@ -22,10 +22,11 @@ from smsflow.core.flows.durations import parse_duration
 from smsflow.core.flows.model import (EXIT, STEP_KINDS, Flow, SendStep, SplitStep, WaitStep,
                                       WaitUntilStep)
 from smsflow.core.flows.source import FlowError, Source
+from smsflow.paths import schema_path
 
 __all__ = ["FlowError", "SCHEMA_PATH", "check_flow", "check_schema"]
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "flow.schema.json"
+SCHEMA_PATH = schema_path("flow.schema.json")
 _URL = re.compile(r"https?://\S+")
 _JSON_WORDS = {"object": "a mapping", "array": "a list", "string": "text",
                "boolean": "true or false", "integer": "a whole number", "number": "a number",
