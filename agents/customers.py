@@ -187,6 +187,7 @@ def register(rt: Runtime):
         async for events in stream.take_events(s.batch_size, s.batch_within):
             t0 = time.perf_counter()
             process_batch(rt, roles, events)
+            await rt.drain()
             rt.stats.observe("customers", len(events), time.perf_counter() - t0)
 
     return customers

@@ -82,6 +82,7 @@ def register(rt: Runtime):
                 await dispatch_batch(rt, limiters, twilio(), events)
             except Exception:  # noqa: BLE001 - never let the agent die
                 log.exception("dispatcher: batch failed")
+            await rt.drain()
             rt.stats.observe("dispatcher", len(events), time.perf_counter() - t0)
 
     @rt.app.on_before_shutdown.connect
@@ -98,6 +99,7 @@ async def dispatch_batch(rt: Runtime, limiters: Limiters, twilio, events) -> Non
     timers = BatchCache(rt.tables["phone_timers"])
     now = rt.clock.now()
     jobs = []
+    queued: set[str] = set()
     for ev in events:
         try:
             send = orjson.loads(ev.message.value)
@@ -105,6 +107,8 @@ async def dispatch_batch(rt: Runtime, limiters: Limiters, twilio, events) -> Non
         except Exception as exc:  # noqa: BLE001
             rt.dead_letter(ev.message, "invalid_dispatch", repr(exc), stage="dispatcher")
             continue
+        if key in queued:
+            continue  # the same message twice in one batch: its first copy is being sent
         record = done.get(key, ev)
         if record and record.get("status") == "sent":
             continue  # redelivered: this text already went out
@@ -118,6 +122,7 @@ async def dispatch_batch(rt: Runtime, limiters: Limiters, twilio, events) -> Non
         done.set(key, {"status": "in_flight", "first_at": first_at,
                        "attempt": send.get("attempt", 0) + 1}, ev)
         jobs.append((ev, send, ambiguous, first_at))
+        queued.add(key)
     if not jobs:
         done.flush()
         return

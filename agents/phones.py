@@ -52,6 +52,7 @@ def register(rt: Runtime):
                     log.exception("phones: failed on %s", ev.message.topic)
                     rt.dead_letter(ev.message, "internal_error", repr(exc), stage=f"phones.{role}")
             batch.flush()
+            await rt.drain()
             rt.stats.observe("phones", len(events), time.perf_counter() - t0)
 
     return phones
@@ -127,7 +128,8 @@ class PhoneBatch:
                 "error_code": change.get("error_code"),
                 "message_sid": change.get("message_sid"),
                 "event_time": iso(change.get("timestamp")),
-                "details": {"source": change.get("source"), "keyword": change.get("keyword")}})
+                "details": {"source": change.get("source") or new.get("source"),
+                            "keyword": change.get("keyword")}})
         if core_consent.reply_due(change, kind):
             self.reply(ev, phone, kind, change)
 

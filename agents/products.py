@@ -33,6 +33,7 @@ def register(rt: Runtime):
                     log.exception("products: failed")
                     rt.dead_letter(ev.message, "internal_error", repr(exc), stage="products")
             table.flush()
+            await rt.drain()
 
     return products
 

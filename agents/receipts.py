@@ -34,6 +34,7 @@ def register(rt: Runtime):
                 except Exception as exc:  # noqa: BLE001
                     log.exception("receipts: failed")
                     rt.dead_letter(ev.message, "internal_error", repr(exc), stage="receipts")
+            await rt.drain()
 
     return receipts
 

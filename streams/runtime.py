@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -55,6 +56,19 @@ def acting_as(event):
         faust_streams._current_event.reset(token)
 
 
+def _persist_offset(table, topic: str, partition: int, fut) -> None:
+    """Remember the changelog offset in the partition's RocksDB (fast recovery), as Faust
+    does for its own changelog sends."""
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    from faust.types import TP
+
+    try:
+        table.data.set_persisted_offset(TP(topic, partition), fut.result().offset)
+    except Exception:  # noqa: BLE001 - a closed store during shutdown/rebalance
+        log.debug("could not persist changelog offset for %s[%s]", topic, partition)
+
+
 def _weakref(event):
     import weakref
     return weakref.ref(event)
@@ -68,16 +82,50 @@ class Runtime:
     topics: object
     tables: object
     extras: dict = field(default_factory=dict)
+    _outbox: list = field(default_factory=list)
+    _changelogs: list = field(default_factory=list)
+
+    topic_names: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topic_names = {role: self.settings.topic(role) for role in self.topics.by_role}
     stats: AgentStats = field(default_factory=AgentStats)
 
     def send(self, role: str, key: str | bytes | None, value: dict | bytes,
              partition: int | None = None) -> None:
-        """Buffer a record for ``role``'s topic; the consumer flushes before committing."""
+        """Queue a record for ``role``'s topic; :meth:`drain` hands the queue to the producer.
+
+        Agents call ``await rt.drain()`` at the end of every batch, before the batch's events
+        are acknowledged, and Faust flushes the producer before it commits offsets: outputs
+        are never lost behind a committed input. Going straight to aiokafka's producer skips
+        Faust's one-message-at-a-time producer buffer (the main cost measured on ingest).
+        """
         if isinstance(key, str):
             key = key.encode()
         if not isinstance(value, (bytes, bytearray)):
             value = orjson.dumps(value)
-        self.topics[role].send_soon(key=key, value=value, partition=partition, force=True)
+        self._outbox.append((self.topic_names[role], key, value, partition))
+
+    def changelog(self, table, key: bytes, value: bytes | None, partition: int) -> None:
+        """Queue a table's changelog record, already encoded (``value`` None = tombstone)."""
+        self._changelogs.append((table, key, value, partition))
+
+    async def drain(self) -> None:
+        """Hand every queued record to the Kafka producer (does not wait for acks).
+
+        Changelog records go first, so table state is never behind what was published.
+        """
+        if not self._outbox and not self._changelogs:
+            return
+        changelogs, self._changelogs = self._changelogs, []
+        outbox, self._outbox = self._outbox, []
+        producer = self.app.producer._ensure_producer()
+        for table, key, value, partition in changelogs:
+            topic = table.changelog_topic_name
+            fut = await producer.send(topic, value=value, key=key, partition=partition)
+            fut.add_done_callback(partial(_persist_offset, table, topic, partition))
+        for topic, key, value, partition in outbox:
+            await producer.send(topic, value=value, key=key, partition=partition)
 
     def outcome(self, record: dict) -> None:
         """Publish one outcome record (key: customer id) in the shape of

@@ -102,6 +102,7 @@ def register(rt: Runtime, tickers: list[Ticker]) -> None:
                 ticker.tick()
             except Exception:  # noqa: BLE001 - a bad tick must not stop future ticks
                 log.exception("ticker %s failed", ticker.table_name)
+        await rt.drain()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **_kwargs) -> None:

@@ -199,8 +199,14 @@ class Stack:
         prod = producer(self.bootstrap)
         for record in records:
             value = record if isinstance(record, (bytes, bytearray)) else orjson.dumps(record)
-            prod.produce(self.topic(role), value=value, key=(key or event_key)(value))
-        assert prod.flush(30) == 0
+            while True:
+                try:
+                    prod.produce(self.topic(role), value=value, key=(key or event_key)(value))
+                    break
+                except BufferError:  # local queue full: let librdkafka deliver some
+                    prod.poll(0.1)
+            prod.poll(0)
+        assert prod.flush(60) == 0
 
     def produce_events(self, events) -> None:
         self.produce("events", events)
