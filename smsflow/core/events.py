@@ -91,12 +91,12 @@ def decode(raw: bytes | None, received_at: float) -> dict | Rejection:
     if not event.get("userId") and not (
             kind == "track" and canonical_name(str(event.get("event"))) in PRODUCT_LEVEL):
         return Rejection("missing_user_id", f"{kind} event has no userId")
+    if kind == "track" and isinstance(event.get("event"), str):
+        event["event"] = canonical_name(event["event"])
     try:
         _validate(event)
     except fastjsonschema.JsonSchemaValueException as exc:
         return Rejection(_reason_for(exc), exc.message)
-    if kind == "track":
-        event["event"] = canonical_name(event["event"])
     event["ts"] = parse_time(event.get("timestamp"), received_at)
     return event
 
