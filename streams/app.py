@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.smsflow_runtime = rt
     rt.extras["engine"] = load_engine(settings)
     rt.extras["policy"] = load_policy_file(settings)
+    rt.extras["double_opt_in_sources"] = settings.double_opt_in_sources
     customer_ticker = ticker.Ticker(rt, "customer_timers", "customer-timers")
     phone_ticker = ticker.Ticker(rt, "phone_timers", "phone-timers")
     rt.extras["customer_ticker"] = customer_ticker

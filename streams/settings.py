@@ -62,6 +62,7 @@ class Settings:
     rocksdb_write_buffer_mb: int = 16
     dedupe_window: int = 256
     log_level: str = "info"
+    double_opt_in_sources: tuple = ()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -110,4 +111,6 @@ class Settings:
             rocksdb_write_buffer_mb=_env_int("SMSFLOW_ROCKSDB_WRITE_BUFFER_MB", d.rocksdb_write_buffer_mb),
             dedupe_window=_env_int("SMSFLOW_DEDUPE_WINDOW", d.dedupe_window),
             log_level=_env("SMSFLOW_LOG_LEVEL", d.log_level),
+            double_opt_in_sources=tuple(
+                x.strip() for x in _env("SMSFLOW_DOUBLE_OPT_IN_SOURCES", "").split(",") if x.strip()),
         )
