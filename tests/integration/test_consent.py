@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
-from datetime import datetime, timezone
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,61 +17,12 @@ from twilio.request_validator import RequestValidator
 
 from smsflow.kafka_io import read_topic
 from tests.integration.harness import Stack, wait_for
-from tests.integration.zones import daytime_zone
+from tests.integration.phone_helpers import (OUR_NUMBER, iso, identify, send_cmd, phone_key, produce_sends, ledger, wait_ledger, subscribe, keyed, post_form, module_stack)
 
 pytestmark = pytest.mark.integration
-HERE = Path(__file__).parent
-OUR_NUMBER = "+18005550199"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def identify(cid, phone, *, at=None, status="subscribed", consent_at=None, mid=None,
-             source="checkout", tz=None, consent=None):
-    at = time.time() - 60 if at is None else at
-    traits = {"first_name": cid.upper(), "phone": phone, "country": "US",
-              "timezone": tz or daytime_zone()}
-    if consent is not None:
-        traits["sms_consent"] = consent
-    elif status:
-        traits["sms_consent"] = {"status": status, "source": source,
-                                 "timestamp": iso(consent_at if consent_at is not None else at),
-                                 "text": "Yes, text me offers. Reply STOP to opt out."}
-    return {"type": "identify", "messageId": mid or f"id-{cid}-{phone}-{at}", "userId": cid,
-            "timestamp": iso(at), "traits": traits}
-
-
-def send_cmd(phone, key, *, customer, category="marketing", priority=50, body=None, tz=None,
-             media=()):
-    enrollment, _, step = key.rpartition(":")
-    return {"idempotency_key": key, "customer_id": customer, "phone": phone,
-            "flow_id": "direct_test", "enrollment_id": enrollment, "step_id": step,
-            "variant": "treatment", "category": category, "priority": priority,
-            "channel": "mms" if media else "sms", "body": body or f"TestShop: offer {key}",
-            "media_urls": list(media), "link": None, "send_window": None,
-            "timezone": tz or daytime_zone(), "country": "US", "created_at": iso(time.time()),
-            "attempt": 0}
-
-
-def phone_key(value: bytes) -> bytes | None:
-    """Key for phone-side topics: the E.164 phone inside the record (None for garbage)."""
-    try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    phone = record.get("phone") or record.get("From")
-    return str(phone).encode() if phone else None
-
-
-def produce_sends(stack: Stack, sends) -> None:
-    stack.produce("sends", sends, key=phone_key)
 
 
 def text_in(stack: Stack, phone: str, body: str) -> None:
@@ -97,26 +44,6 @@ def json_records(stack: Stack, role: str) -> list[dict]:
     return out
 
 
-def ledger(stack: Stack, phone: str) -> dict:
-    return stack.table("consent").get(phone) or {}
-
-
-def wait_ledger(stack: Stack, phone: str, check, message: str, timeout: float = 30) -> dict:
-    return wait_for(lambda: (lambda led: led if led and check(led) else None)(ledger(stack, phone)),
-                    timeout=timeout, message=message)
-
-
-def subscribe(stack: Stack, pairs) -> None:
-    stack.produce_events([identify(cid, phone) for cid, phone in pairs])
-    for cid, phone in pairs:
-        wait_ledger(stack, phone, lambda led, cid=cid: led["status"] == "subscribed"
-                    and led["customers"].get(cid, {}).get("linked"), f"{phone} subscribed")
-
-
-def keyed(stack: Stack, type_: str, key: str) -> list[dict]:
-    return [o for o in stack.outcomes(type_) if o.get("idempotency_key") == key]
-
-
 def of_customer(stack: Stack, type_: str, cid: str) -> list[dict]:
     return [o for o in stack.outcomes(type_) if o.get("customer_id") == cid]
 
@@ -125,29 +52,9 @@ def bodies(stack: Stack, phone: str) -> list[str]:
     return [t["body"] for t in sorted(stack.texts(phone), key=lambda t: t["date_created"])]
 
 
-def post_form(url: str, params: dict, signature: str | None) -> int:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if signature is not None:
-        headers["X-Twilio-Signature"] = signature
-    req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 @pytest.fixture(scope="module")
 def live(bootstrap, tmp_path_factory):
-    stack = Stack(bootstrap, tmp_path_factory.mktemp("consent"),
-                  SMSFLOW_FLOWS_DIR=HERE / "flows", SMSFLOW_POLICY=HERE / "policy_consent.yaml",
-                  SMSFLOW_TICK_INTERVAL=0.2)
-    try:
-        stack.start_twilio()
-        stack.start_worker()
-        yield stack
-    finally:
-        stack.stop()
+    yield from module_stack(bootstrap, tmp_path_factory.mktemp("consent"), "policy_consent.yaml")
 
 
 # ------------------------------------------------------------------------------- tests

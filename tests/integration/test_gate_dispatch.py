@@ -12,117 +12,27 @@ from __future__ import annotations
 
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.integration.harness import Stack, wait_for
-from tests.integration.zones import daytime_zone, night_zone
+from tests.integration.harness import wait_for
+from tests.integration.zones import night_zone
+from tests.integration.phone_helpers import (OUR_NUMBER, epoch, identify, send_cmd, produce_sends, ledger, wait_ledger, subscribe, keyed, wait_keyed, texts_by_ref, post_form, module_stack)
 
 pytestmark = pytest.mark.integration
-HERE = Path(__file__).parent
-OUR_NUMBER = "+18005550199"
 DEFAULT_FAULTS = ["429", "500", "timeout", "30007"]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def identify(cid, phone, *, at=None, consent_at=None, source="checkout", mid=None):
-    at = time.time() - 120 if at is None else at
-    return {"type": "identify", "messageId": mid or f"id-{cid}-{at}", "userId": cid,
-            "timestamp": iso(at),
-            "traits": {"first_name": cid.upper(), "phone": phone, "country": "US",
-                       "timezone": daytime_zone(),
-                       "sms_consent": {"status": "subscribed", "source": source,
-                                       "timestamp": iso(consent_at or at),
-                                       "text": "Yes, text me offers. Reply STOP to opt out."}}}
-
-
-def send_cmd(phone, key, *, customer, category="marketing", priority=50, body=None, tz=None,
-             media=()):
-    enrollment, _, step = key.rpartition(":")
-    return {"idempotency_key": key, "customer_id": customer, "phone": phone,
-            "flow_id": "direct_test", "enrollment_id": enrollment, "step_id": step,
-            "variant": "treatment", "category": category, "priority": priority,
-            "channel": "mms" if media else "sms",
-            "body": f"TestShop: offer {key}" if body is None else body,
-            "media_urls": list(media), "link": None, "send_window": None,
-            "timezone": tz or daytime_zone(), "country": "US", "created_at": iso(time.time()),
-            "attempt": 0}
-
-
-def produce_sends(stack: Stack, sends) -> None:
-    stack.produce("sends", sends, key=lambda v: orjson.loads(v)["phone"].encode())
-
-
-def ledger(stack: Stack, phone: str) -> dict:
-    return stack.table("consent").get(phone) or {}
-
-
-def wait_ledger(stack: Stack, phone: str, check, message: str, timeout: float = 30) -> dict:
-    return wait_for(lambda: (lambda led: led if led and check(led) else None)(ledger(stack, phone)),
-                    timeout=timeout, message=message)
-
-
-def subscribe(stack: Stack, pairs) -> None:
-    stack.produce_events([identify(cid, phone) for cid, phone in pairs])
-    for cid, phone in pairs:
-        wait_ledger(stack, phone, lambda led, cid=cid: led["status"] == "subscribed"
-                    and led["customers"].get(cid, {}).get("linked"), f"{phone} subscribed")
-
-
-def keyed(stack: Stack, type_: str, key: str) -> list[dict]:
-    return [o for o in stack.outcomes(type_) if o.get("idempotency_key") == key]
-
-
-def wait_keyed(stack: Stack, type_: str, key: str, n: int = 1, timeout: float = 30) -> list[dict]:
-    return wait_for(lambda: (lambda o: o if len(o) >= n else None)(keyed(stack, type_, key)),
-                    timeout=timeout, message=f"{n} {type_} outcome(s) for {key}")
-
-
-def texts_by_ref(stack: Stack, phone: str) -> Counter:
-    return Counter(t["ref"] for t in stack.texts(phone))
-
-
-def post_form(url: str, params: dict, signature: str | None) -> int:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if signature is not None:
-        headers["X-Twilio-Signature"] = signature
-    req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 @pytest.fixture(scope="module")
 def live(bootstrap, tmp_path_factory):
-    stack = Stack(bootstrap, tmp_path_factory.mktemp("gate"),
-                  SMSFLOW_FLOWS_DIR=HERE / "flows", SMSFLOW_POLICY=HERE / "policy_caps.yaml",
-                  SMSFLOW_TICK_INTERVAL=0.2)
-    try:
-        stack.start_twilio()
-        stack.start_worker()
-        yield stack
-    finally:
-        stack.stop()
+    yield from module_stack(bootstrap, tmp_path_factory.mktemp("gate"), "policy_caps.yaml")
 
 
 @pytest.fixture
