@@ -3,7 +3,8 @@
 A private single-node Kafka broker is started on a free port in a temporary folder (the
 default 9092 is left alone: it may be your own broker), unless ``--bootstrap`` names one to
 use. Topics get a fresh prefix per run, so reruns never see old state. Everything started is
-stopped at the end, also on Ctrl-C; the temporary folder is removed unless ``--keep``.
+stopped at the end, also on Ctrl-C; the temporary folder (and, on a --bootstrap broker,
+the run's topics) is removed unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def register(subparsers) -> None:
                    help="folder for the chart, report JSON and outcomes export "
                         "(default: ./%(default)s/)")
     p.add_argument("--keep", action="store_true",
-                   help="keep the temporary run folder (service logs, worker state, broker data)")
+                   help="keep the temporary run folder (service logs, worker state, broker "
+                        "data) and, with --bootstrap, this run's topics")
     p.add_argument("--bootstrap", type=_host_port, metavar="HOST:PORT",
                    help="use this Kafka broker instead of starting a private one")
     p.add_argument("--uplift", type=float, default=d.uplift,

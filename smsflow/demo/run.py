@@ -633,6 +633,16 @@ class Demo:
             return 1
         return 0
 
+    def _delete_topics(self, timeout: float = 15.0) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        ours = [name for name in admin.list_topics(timeout=timeout).topics
+                if name.startswith((self.prefix, f"{self.app_id}-"))]
+        for future in (admin.delete_topics(ours, operation_timeout=timeout).values()
+                       if ours else ()):
+            future.result(timeout)
+
     def _clock_check(self) -> None:
         """How far the worker's clock is from the demo's: a sent outcome's processing time
         against the simulated time at which the sandbox recorded the same message."""
@@ -691,6 +701,11 @@ class Demo:
         self.producer = self.consumer = self.pool = None
         errors = stop_all(self.services)
         self.services.clear()
+        if self.broker is None and getattr(self, "settings", None) is not None and not self.o.keep:
+            try:  # someone else's broker (--bootstrap): take this run's topics away again
+                self._delete_topics()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"deleting topics {self.prefix}*: {exc!r}")
         if self.broker is not None:
             try:
                 self.broker.stop()

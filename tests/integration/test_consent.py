@@ -9,7 +9,6 @@ second marketing send sits deferred long enough for a STOP to overtake it.
 from __future__ import annotations
 
 import time
-import urllib.error
 
 import orjson
 import pytest

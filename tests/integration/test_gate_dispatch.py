@@ -11,7 +11,6 @@ by phone, in the shape of docs/DESIGN.md.
 from __future__ import annotations
 
 import time
-import urllib.error
 from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
