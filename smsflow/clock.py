@@ -29,11 +29,14 @@ class ScaledClock(Clock):
     simulated epoch time at the moment the clock is created.
     """
 
-    def __init__(self, speed: float, origin: float | None = None) -> None:
+    def __init__(self, speed: float, origin: float | None = None,
+                 epoch: float | None = None) -> None:
+        """``epoch``: the real time at which the clock reads ``origin`` (default: now).
+        Processes that share origin *and* epoch agree on the time whenever they start."""
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
-        self._real_start = time.time()
+        self._real_start = time.time() if epoch is None else epoch
         self.origin = self._real_start if origin is None else origin
 
     def now(self) -> float:
@@ -56,6 +59,7 @@ class FakeClock(Clock):
         self._now += seconds
 
 
-def clock_from_env(speed: float = 1.0, origin: float | None = None) -> Clock:
+def clock_from_env(speed: float = 1.0, origin: float | None = None,
+                   epoch: float | None = None) -> Clock:
     """The clock a worker uses: real time, or compressed time when ``speed`` != 1."""
-    return Clock() if speed == 1.0 else ScaledClock(speed, origin)
+    return Clock() if speed == 1.0 else ScaledClock(speed, origin, epoch)

@@ -89,7 +89,7 @@ def load_policy_file(settings: Settings):
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> faust.App:
     settings = settings or Settings.from_env()
-    clock = clock or clock_from_env(settings.clock_speed, settings.clock_origin)
+    clock = clock or clock_from_env(settings.clock_speed, settings.clock_origin, settings.clock_epoch)
     codecs.register()
     app = faust.App(settings.app_id, **faust_settings(settings))
     rt = Runtime(app=app, settings=settings, clock=clock,

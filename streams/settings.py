@@ -55,6 +55,7 @@ class Settings:
     twilio_base_url: str | None = "http://127.0.0.1:8088"
     clock_speed: float = 1.0
     clock_origin: float | None = None
+    clock_epoch: float | None = None
     tick_interval: float = 0.5
     batch_size: int = 2000
     batch_within: float = 0.05
@@ -84,6 +85,7 @@ class Settings:
         # Real Twilio credentials switch the base URL off the sandbox unless one is set.
         base_default = d.twilio_base_url if not (sid and token) else ""
         origin = os.environ.get("SMSFLOW_CLOCK_ORIGIN")
+        epoch = os.environ.get("SMSFLOW_CLOCK_EPOCH")
         return cls(
             broker=_env("SMSFLOW_BROKER", d.broker),
             app_id=_env("SMSFLOW_APP_ID", d.app_id),
@@ -104,6 +106,7 @@ class Settings:
             twilio_base_url=_env("SMSFLOW_TWILIO_BASE_URL", base_default or "") or None,
             clock_speed=_env_float("SMSFLOW_CLOCK_SPEED", d.clock_speed),
             clock_origin=float(origin) if origin else None,
+            clock_epoch=float(epoch) if epoch else None,
             tick_interval=_env_float("SMSFLOW_TICK_INTERVAL", d.tick_interval),
             batch_size=_env_int("SMSFLOW_BATCH_SIZE", d.batch_size),
             batch_within=_env_float("SMSFLOW_BATCH_WITHIN", d.batch_within),

@@ -9,6 +9,13 @@ the DB it read (co-partitioning), and that agent re-reads, acts and deletes. An 
 "emitted" map suppresses re-sends until the agent has had time to act; it is cleared on
 every rebalance. A duplicate fire is harmless: the agent acts only if the timer is
 still there.
+
+Fired timers are deleted, and RocksDB keeps a deleted key as a tombstone until compaction
+reaches it, so a scan from the first key would walk over every timer fired recently
+(measured: +1 µs per fired timer, ~160 ms per tick after 300k fires). Each partition's
+scan therefore resumes where the previous one ended, less ``REWIND_MS`` (timers written
+with a due time in the same instant), and starts from the first key only after a
+rebalance and every ``FULL_SCAN_EVERY`` seconds (anything else written in the past).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ LATENESS = Histogram("smsflow_timer_lateness_seconds", "Emit time minus due time
                      buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 RESEND_AFTER = 30.0
 MAX_PER_TICK = 20_000
+REWIND_MS = 2_000        # each scan restarts this far before where the previous one ended
+FULL_SCAN_EVERY = 60.0   # seconds between scans from the first key
 
 
 class Ticker:
@@ -38,9 +47,12 @@ class Ticker:
         self.table_name = table_name
         self.topic_role = topic_role
         self.emitted: dict[bytes, float] = {}
+        self.scanned: dict[int, int] = {}  # partition -> due ms every key below was seen at
+        self._full_at = float("-inf")
 
     def reset(self) -> None:
         self.emitted.clear()
+        self.scanned.clear()
 
     def active_dbs(self):
         """(partition, rocksdict DB) for this worker's active partitions of the table."""
@@ -58,10 +70,20 @@ class Ticker:
         now = self.rt.clock.now()
         bound = upper_bound(now).encode()
         wall = time.monotonic()
+        full = wall - self._full_at >= FULL_SCAN_EVERY
+        if full:
+            self._full_at = wall
         sent = 0
         for partition, db in self.active_dbs():
-            for key in db.keys():
-                if key >= bound or sent >= MAX_PER_TICK:
+            done_ms = None if full else self.scanned.get(partition)
+            keys = db.keys() if done_ms is None else db.keys(
+                from_key=f"{max(0, done_ms - REWIND_MS):013d}".encode())
+            reached = int(bound)
+            for key in keys:
+                if key >= bound:
+                    break
+                if sent >= MAX_PER_TICK:
+                    reached = int(key[:13])  # continue from here next tick
                     break
                 last = self.emitted.get(key)
                 if last is not None and wall - last < RESEND_AFTER:
@@ -73,6 +95,7 @@ class Ticker:
                              partition=partition)
                 LATENESS.labels(self.table_name).observe(max(0.0, now - decode(timer_key).due))
                 sent += 1
+            self.scanned[partition] = reached
         if sent:
             FIRED.labels(self.table_name).inc(sent)
         if len(self.emitted) > 4 * MAX_PER_TICK:

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from smsflow.broker import free_port, port_open  # noqa: F401  (re-exported for the demo)
+
 
 REPO = Path(__file__).resolve().parents[2]
 

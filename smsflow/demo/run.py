@@ -5,7 +5,7 @@ What runs (all stopped in ``finally``, also on Ctrl-C):
 * a private Kafka broker on a free port in a temporary run folder (or ``--bootstrap``);
   topics get a fresh prefix per run (``demo<tag>.``), so a rerun never sees old state;
 * the Twilio sandbox, the webhook server and one worker, as ``smsflow`` sub-commands in
-  their own process groups, on one compressed clock (see :mod:`smsflow.demo.launch`);
+  their own process groups, on one compressed clock (``SMSFLOW_CLOCK_ORIGIN``/``_EPOCH``/``_SPEED``);
 * in this process: the :class:`~smsflow.demo.simulator.Simulator`'s day replayed to the
   events topic as the compressed clock passes each event's timestamp, and the closed loop:
   every text the sandbox records goes to ``Simulator.on_text``, whose answers (orders,
@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -38,8 +37,8 @@ from pathlib import Path
 import orjson
 
 from smsflow.broker import BrokerError
-from smsflow.demo.launch import ANCHOR_ENV
-from smsflow.demo.processes import REPO, Service, ServiceError, free_port, stop_all
+from smsflow.broker import free_port
+from smsflow.demo.processes import REPO, Service, ServiceError, stop_all
 from smsflow.demo.simulator import DEFAULT_START, Simulator, encode_event, item_time
 
 DEMO_FLOWS = Path(__file__).resolve().parent / "flows"
@@ -74,10 +73,6 @@ class SimClock:
 
     def __init__(self, origin: float, real_epoch: float, speed: float) -> None:
         self.origin, self.real_epoch, self.speed = origin, real_epoch, speed
-
-    @property
-    def anchor(self) -> str:
-        return f"{self.origin!r}@{self.real_epoch!r}"
 
     def sim(self, real: float) -> float:
         return self.origin + (real - self.real_epoch) * self.speed
@@ -133,6 +128,7 @@ class Demo:
         self.prefix = f"demo{self.tag}."
         self.services: list[Service] = []
         self.broker = None
+        self.settings = None
         self.stats = LoopStats()
         self.run_dir: Path | None = None
         self.t0 = time.monotonic()
@@ -211,45 +207,8 @@ class Demo:
 
         settings = Settings().with_(broker=f"kafka://{self.bootstrap}", app_id=self.app_id,
                                     topic_prefix=self.prefix, partitions=self.o.partitions)
-        ensure_topics(settings)
-        self._create_internal_topics(settings)
+        ensure_topics(settings)  # also the changelogs, and waits until all are visible
         return settings
-
-    def _create_internal_topics(self, settings, timeout: float = 30.0) -> None:
-        """Create the worker's table changelogs and assignor topic up front, and wait until
-        the broker's metadata lists every topic. Left to Faust, on a broker that has just
-        started, the worker can join its group before the changelogs it declared show up in
-        the metadata, get them assigned with 0 partitions and crash its agents with
-        PartitionsMismatch (see the report of the demo's author)."""
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        from streams import tables, topics
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        wanted = {f"{self.app_id}-{name}-changelog": (self.o.partitions, {"cleanup.policy": "compact"})
-                  for name in tables.TABLES}
-        wanted[f"{self.app_id}-__assignor-__leader"] = (1, {})
-        existing = set(admin.list_topics(timeout=timeout).topics)
-        new = [NewTopic(name, num_partitions=n, replication_factor=1, config=config)
-               for name, (n, config) in wanted.items() if name not in existing]
-        for name, future in (admin.create_topics(new, operation_timeout=timeout).items()
-                             if new else ()):
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
-        wanted.update({settings.topic(role): (self.o.partitions, {}) for role in topics.all_roles()})
-        deadline = time.monotonic() + timeout
-        while True:
-            md = admin.list_topics(timeout=timeout).topics
-            missing = [name for name, (n, _) in wanted.items()
-                       if name not in md or len(md[name].partitions) != n]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise ServiceError(f"topics not visible in the broker's metadata: {missing}")
-            time.sleep(0.2)
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -262,8 +221,10 @@ class Demo:
             "SMSFLOW_BROKER": f"kafka://{self.bootstrap}", "SMSFLOW_APP_ID": self.app_id,
             "SMSFLOW_TOPIC_PREFIX": self.prefix, "SMSFLOW_PARTITIONS": str(self.o.partitions),
             "SMSFLOW_FLOWS_DIR": str(self.o.flows_dir), "SMSFLOW_POLICY": str(self.o.policy_file),
-            "SMSFLOW_CLOCK_SPEED": repr(float(self.o.speed)), ANCHOR_ENV: self.clock.anchor,
-            "SMSFLOW_CLOCK_ORIGIN": repr(self.clock.sim(time.time())),  # the launcher refines it
+            # one mapping of real to simulated time for every process, whenever it starts
+            "SMSFLOW_CLOCK_SPEED": repr(float(self.o.speed)),
+            "SMSFLOW_CLOCK_ORIGIN": repr(self.clock.origin),
+            "SMSFLOW_CLOCK_EPOCH": repr(self.clock.real_epoch),
             "SMSFLOW_TWILIO_ACCOUNT_SID": sid, "SMSFLOW_TWILIO_AUTH_TOKEN": token,
             "SMSFLOW_TWILIO_BASE_URL": self.sandbox_url, "SMSFLOW_PUBLIC_URL": self.public_url,
             "SMSFLOW_WEBHOOK_PORT": str(self.webhook_port), "SMSFLOW_WEB_PORT": str(free_port()),
@@ -284,10 +245,9 @@ class Demo:
                 "--auth-token", token, "--webhook-base", self.public_url,
                 "--receipt-delay", "0.1", "--faults", SANDBOX_FAULTS], env, logs)
             self.services.append(sandbox)
-            webhooks = Service("webhooks", ["webhooks", "--host", "127.0.0.1"], env, logs,
-                               module="smsflow.demo.launch")
+            webhooks = Service("webhooks", ["webhooks", "--host", "127.0.0.1"], env, logs)
             self.services.append(webhooks)
-            worker = Service("worker", ["worker"], env, logs, module="smsflow.demo.launch")
+            worker = Service("worker", ["worker"], env, logs)
             self.services.append(worker)
             sandbox.wait_http(f"{self.sandbox_url}/sandbox/stats", 60)
             webhooks.wait_http(f"{self.public_url}/healthz", 60)
@@ -549,7 +509,8 @@ class Demo:
         return (f"[{time.monotonic() - self.t0:5.0f}s] sim {fmt_time(self.clock.now())} | "
                 f"events {s.events:,}/{self.total_events:,} (+{s.loop_events} orders prompted by "
                 f"texts) | texts {s.texts:,} | clicks {s.clicks:,} | replies "
-                f"{sum(s.inbound.values()):,} | DLQ {sum(s.dlq.values()):,} | {top}")
+                f"{sum(s.inbound.values()):,} | DLQ {sum(s.dlq.values()):,} | {top}"
+                + (f" | HTTP errors {s.http_errors}" if s.http_errors else ""))
 
     def _panel(self):
         from rich import box
@@ -688,6 +649,15 @@ class Demo:
 
     # ------------------------------------------------------------------ cleanup
     def _cleanup(self) -> None:
+        """Stop everything; a second Ctrl-C (or SIGTERM) must not cut this short."""
+        saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._stop_everything()
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+    def _stop_everything(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.consumer is not None:
@@ -701,7 +671,7 @@ class Demo:
         self.producer = self.consumer = self.pool = None
         errors = stop_all(self.services)
         self.services.clear()
-        if self.broker is None and getattr(self, "settings", None) is not None and not self.o.keep:
+        if self.broker is None and self.settings is not None and not self.o.keep:
             try:  # someone else's broker (--bootstrap): take this run's topics away again
                 self._delete_topics()
             except Exception as exc:  # noqa: BLE001

@@ -73,7 +73,10 @@ def wilson(successes: int, n: int, alpha: float = ALPHA) -> Interval:
     if n <= 0:
         return (0.0, 1.0)
     low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
-    return (float(low), float(high))
+    p = successes / n
+    # Floating point can put a bound a hair on the wrong side of the estimate (2.8e-17 > 0
+    # for zero successes); charts then see negative error bars.
+    return (max(0.0, min(float(low), p)), min(1.0, max(float(high), p)))
 
 
 def compare_proportions(x_t: int, n_t: int, x_c: int, n_c: int,

@@ -102,7 +102,7 @@ def build(settings: Settings, clock: Clock, producer: AIOKafkaProducer, links: L
 
 async def serve(settings: Settings, host: str = "0.0.0.0", port: int | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    clock = clock_from_env(settings.clock_speed, settings.clock_origin)
+    clock = clock_from_env(settings.clock_speed, settings.clock_origin, settings.clock_epoch)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=2)
     await producer.start()
     links = LinkMap(settings)
