@@ -168,9 +168,11 @@ class CustomerBatch:
             self.rt.outcome(outcome)
 
     def flush(self) -> None:
-        self.profiles.flush()
-        self.flowstate.flush()
+        # Profiles (which hold the dedupe ids) go last: if a crash loses the tail of the
+        # changelog, a redelivered event is not mistaken for one already processed.
         self.timers.flush()
+        self.flowstate.flush()
+        self.profiles.flush()
 
 
 def register(rt: Runtime):

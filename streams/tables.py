@@ -58,4 +58,7 @@ def declare(app, settings: Settings) -> TableSet:
         # and keep RocksDB key order equal to string order.
         tables[name].key_serializer = "str"
         tables[name].value_serializer = "orjson"
+        # The changelog topic object was built in the constructor with the json codecs:
+        # drop it so it is rebuilt with ours (recovery decodes keys with it).
+        tables[name]._changelog_topic = None
     return TableSet(tables)

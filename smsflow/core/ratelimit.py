@@ -53,3 +53,28 @@ class SegmentRateLimiter:
         """Forget bookings that no longer share a one-second window with instant ``t``."""
         while self._booked and self._booked[0][0] + WINDOW <= t:  # same sum as in acquire
             self._in_window -= self._booked.popleft()[1]
+
+
+class PacedRateLimiter:
+    """Evenly spaced sends at ``headroom × mps``, inside the one-second sliding log.
+
+    The sliding log alone lets a sender's whole budget go out at the start of each second;
+    network jitter then moves part of one burst into the next second, and the provider sees
+    more than ``mps`` in one window. Spacing sends ``segments / rate`` apart removes the
+    bursts, and the headroom (5% by default) absorbs the jitter that remains.
+    """
+
+    def __init__(self, mps: float, headroom: float = 0.95) -> None:
+        if not 0 < headroom <= 1:
+            raise ValueError("headroom must be in (0, 1]")
+        self.rate = mps * headroom
+        self._window = SegmentRateLimiter(self.rate)
+        self._next_free = float("-inf")
+
+    def acquire(self, segments: int, now: float) -> float:
+        """Book ``segments``; return how long to wait before sending (0.0 = now)."""
+        segments = max(1, int(segments))
+        start = max(now, self._next_free)
+        start += self._window.acquire(segments, start)
+        self._next_free = start + segments / self.rate
+        return start - now

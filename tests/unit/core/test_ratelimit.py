@@ -59,3 +59,18 @@ def test_idle_sender_sends_at_once_and_rejects_bad_rate():
     assert limiter.acquire(1, 6.0) == 0.0
     with pytest.raises(ValueError):
         SegmentRateLimiter(0)
+
+
+def test_paced_limiter_spaces_sends_and_keeps_every_window_under_the_limit():
+    from smsflow.core.ratelimit import PacedRateLimiter
+
+    limiter = PacedRateLimiter(100, headroom=0.95)
+    times = []
+    now = 0.0
+    for _ in range(500):
+        times.append(now + limiter.acquire(1, now))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 1 / 95 - 1e-9  # evenly spaced: no bursts
+    for i, t in enumerate(times):  # any one-second window starting at a send
+        assert sum(1 for u in times[i:] if u < t + 1.0) <= 95
+    assert times[-1] < 500 / 95 + 0.1  # and still at full (headroomed) speed
