@@ -10,7 +10,7 @@ waited in the queue still wins. For each batch:
    looks the message up (reconcile) instead of sending it twice;
 3. pace the calls through one limiter per sender whose rate is the sender's MPS times the
    share of dispatch partitions this worker owns: the shares add up to the sender's MPS
-   across the cluster however many workers run (segments per second, evenly spaced with 5%
+   across the cluster however many workers run (segments per second, evenly spaced with 10%
    headroom for network jitter, no 1-s window over);
 4. record the result: ``sent`` / ``failed`` outcomes, retries and reconciliations as
    durable phone timers, 21610 as an opt-out for the consent ledger.

@@ -61,10 +61,11 @@ class PacedRateLimiter:
     The sliding log alone lets a sender's whole budget go out at the start of each second;
     network jitter then moves part of one burst into the next second, and the provider sees
     more than ``mps`` in one window. Spacing sends ``segments / rate`` apart removes the
-    bursts, and the headroom (5% by default) absorbs the jitter that remains.
+    bursts, and the headroom (10% by default: about 100 ms of network or provider-side
+    jitter per second) absorbs what remains.
     """
 
-    def __init__(self, mps: float, headroom: float = 0.95) -> None:
+    def __init__(self, mps: float, headroom: float = 0.9) -> None:
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
         self.rate = mps * headroom
