@@ -299,3 +299,36 @@ def test_pending_timers_survive_sigkill(bootstrap, tmp_path, restart_as):
         assert not [k for k in stack.table("customer_timers") if "|cr" in k]
     finally:
         stack.stop()
+
+
+def test_pending_timers_fire_once_across_a_rebalance(bootstrap, tmp_path):
+    """Two workers share the partitions; one leaves while 200 timers are pending. The
+    survivor takes over its partitions (changelog recovery), and every timer fires once."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    stack = Stack(bootstrap, tmp_path / "rebalance", SMSFLOW_FLOWS_DIR=FLOWS, SMSFLOW_POLICY=policy,
+                  SMSFLOW_TICK_INTERVAL=0.2)
+    stack.root.mkdir(parents=True, exist_ok=True)
+    count = 200
+    try:
+        stack.start_twilio()
+        stack.start_worker("w0")
+        leaving = stack.start_worker("w1")
+        customers = {f"rb{i:03d}": phone(7000 + i) for i in range(count)}
+        stack.produce_events([identify(c, p, "America/Los_Angeles", consent=False)
+                              for c, p in customers.items()]
+                             + [track(c, f"rb-{c}", "Crash Check") for c in customers])
+        wait_for(lambda: len([o for o in flow_outcomes(stack, "tt_crash", "scheduled")
+                              if o["customer_id"].startswith("rb")]) >= count,
+                 timeout=60, message="200 timers scheduled on two workers")
+        assert "opening partition" in leaving.log(), "the second worker owned no partitions"
+        leaving.stop()  # graceful leave: the group rebalances at once
+        wait_for(lambda: len([t for t in stack.texts() if t["to"] in customers.values()]) >= count,
+                 timeout=120, interval=1.0, message="all 200 texts after the rebalance")
+        time.sleep(3.0)
+        by_phone = texts_by_phone(stack)
+        assert all(len(by_phone[p]) == 1 for p in customers.values())
+        sent = [o for o in flow_outcomes(stack, "tt_crash", "sent") if o["customer_id"].startswith("rb")]
+        assert sorted(Counter(o["idempotency_key"] for o in sent).values()) == [1] * count
+    finally:
+        stack.stop()
