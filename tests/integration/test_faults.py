@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 
 from smsflow.broker import Broker, free_port
-from tests.integration.harness import Stack, wait_for
-from tests.integration.test_flows_timers import (FLOWS, POLICY, flow_outcomes, identify, phone,
-                                                 texts_by_phone, track)
+from tests.integration.harness import wait_for
+from tests.integration.test_flows_timers import (flow_outcomes, identify, phone, texts_by_phone,
+                                                 timer_stack, track)
 
 pytestmark = pytest.mark.integration
 CUSTOMERS = 120
@@ -21,15 +21,15 @@ CUSTOMERS = 120
 def test_broker_restart_worker_kill_and_twilio_faults(tmp_path):
     broker = Broker(port=free_port(), controller_port=free_port(), run_dir=tmp_path / "kafka")
     broker.start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    stack = Stack(broker.bootstrap, tmp_path / "faults", SMSFLOW_FLOWS_DIR=FLOWS,
-                  SMSFLOW_POLICY=policy, SMSFLOW_TICK_INTERVAL=0.2)
-    stack.root.mkdir(parents=True, exist_ok=True)
+    # a third of the creates fail: 429, 500 (nothing created) or a timeout after the
+    # message was created (ambiguous: the dispatcher must look it up, not resend)
     try:
-        # a third of the creates fail: 429, 500 (nothing created) or a timeout after the
-        # message was created (ambiguous: the dispatcher must look it up, not resend)
-        stack.start_twilio(fault_rate=0.3, faults="429,500,timeout", timeout_hold=12)
+        stack = timer_stack(broker.bootstrap, tmp_path / "faults", fault_rate=0.3,
+                            faults="429,500,timeout", timeout_hold=12)
+    except BaseException:
+        broker.stop()
+        raise
+    try:
         worker = stack.start_worker("w0")
         customers = {f"fx{i:03d}": phone(8000 + i) for i in range(CUSTOMERS)}
         stack.produce_events([identify(c, p, "America/Los_Angeles", consent=False)

@@ -90,18 +90,28 @@ RESTOCK = {"rs_a": phone(301), "rs_b": phone(302), "rs_c": phone(303), "rs_d": p
 HOLDOUT = {f"ho{i:04d}": phone(2000 + i) for i in range(HOLDOUT_CUSTOMERS)}
 
 
+def timer_stack(bootstrap: str, root: Path, **twilio) -> Stack:
+    """A stack on the timer-test flows and policy, with the sandbox and webhooks running."""
+    root.mkdir(parents=True, exist_ok=True)
+    policy = root / "policy.yaml"
+    policy.write_text(POLICY)
+    stack = Stack(bootstrap, root / "stack", SMSFLOW_FLOWS_DIR=FLOWS, SMSFLOW_POLICY=policy,
+                  SMSFLOW_TICK_INTERVAL=0.2)
+    stack.root.mkdir(parents=True, exist_ok=True)
+    try:
+        stack.start_twilio(**twilio)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
 @pytest.fixture(scope="module")
 def live(bootstrap, tmp_path_factory):
     """One worker, sandbox and webhooks for the shared tests; every customer identified
     (consent in the ledger) before any test triggers a flow."""
-    root = tmp_path_factory.mktemp("timers")
-    policy = root / "policy.yaml"
-    policy.write_text(POLICY)
-    stack = Stack(bootstrap, root / "shared", SMSFLOW_FLOWS_DIR=FLOWS, SMSFLOW_POLICY=policy,
-                  SMSFLOW_TICK_INTERVAL=0.2)
-    stack.root.mkdir(parents=True, exist_ok=True)
+    stack = timer_stack(bootstrap, tmp_path_factory.mktemp("timers"))
     try:
-        stack.start_twilio()
         stack.start_worker()
         day = daytime_zone()
         people = [identify(c, p, day) for group in (WAIT_UNTIL, SPLIT, CART, RESTOCK, HOLDOUT)
@@ -255,13 +265,8 @@ def test_pending_timers_survive_sigkill(bootstrap, tmp_path, restart_as):
     """500 customers each wait 10 s; the worker is SIGKILLed while every timer is pending
     and restarted, on the same data dir (local RocksDB + changelog delta) or on an empty
     one (full changelog recovery): all 500 fire, each exactly once."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    stack = Stack(bootstrap, tmp_path / "crash", SMSFLOW_FLOWS_DIR=FLOWS, SMSFLOW_POLICY=policy,
-                  SMSFLOW_TICK_INTERVAL=0.2)
-    stack.root.mkdir(parents=True, exist_ok=True)
+    stack = timer_stack(bootstrap, tmp_path / "crash")
     try:
-        stack.start_twilio()
         worker = stack.start_worker("w0")
         customers = {f"cr{i:03d}": phone(5000 + i) for i in range(CRASH_CUSTOMERS)}
         stack.produce_events([identify(c, p, "America/Los_Angeles", consent=False)
@@ -304,14 +309,9 @@ def test_pending_timers_survive_sigkill(bootstrap, tmp_path, restart_as):
 def test_pending_timers_fire_once_across_a_rebalance(bootstrap, tmp_path):
     """Two workers share the partitions; one leaves while 200 timers are pending. The
     survivor takes over its partitions (changelog recovery), and every timer fires once."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    stack = Stack(bootstrap, tmp_path / "rebalance", SMSFLOW_FLOWS_DIR=FLOWS, SMSFLOW_POLICY=policy,
-                  SMSFLOW_TICK_INTERVAL=0.2)
-    stack.root.mkdir(parents=True, exist_ok=True)
+    stack = timer_stack(bootstrap, tmp_path / "rebalance")
     count = 200
     try:
-        stack.start_twilio()
         stack.start_worker("w0")
         leaving = stack.start_worker("w1")
         customers = {f"rb{i:03d}": phone(7000 + i) for i in range(count)}
