@@ -43,10 +43,9 @@ class CustomerBatch:
         if customer_id is None:  # product-level event: fan out through the products agent
             self.rt.send("products", str(event["properties"]["product_id"]), event)
             return
-        profile = self.profiles.get(customer_id, ev) or core_profiles.new_profile(customer_id)
-        if core_profiles.seen(profile, event["messageId"]):
+        profile = self.admit(ev, customer_id, event["messageId"])
+        if profile is None:
             return
-        core_profiles.remember(profile, event["messageId"], self.rt.settings.dedupe_window)
         if event["type"] == "identify":
             changed = core_profiles.apply_identify(profile, event["traits"], event["ts"])
             self.on_traits(ev, profile, event, changed)
@@ -68,20 +67,31 @@ class CustomerBatch:
             return
         self.timers.delete(key, ev)
         customer_id = core_timers.decode(key).owner
-        profile = self.profiles.get(customer_id, ev) or core_profiles.new_profile(customer_id)
-        self.run_engine(ev, customer_id, profile, timer=timer, now=self.rt.clock.now())
+        self.run_engine(ev, customer_id, self.profile(ev, customer_id), timer=timer,
+                        now=self.rt.clock.now())
 
     def on_fanout(self, ev, now: float) -> None:
         """A product event (e.g. Back In Stock) delivered to one waiting customer."""
         event = orjson.loads(ev.message.value)
         customer_id = event["userId"]
-        profile = self.profiles.get(customer_id, ev) or core_profiles.new_profile(customer_id)
-        if core_profiles.seen(profile, event["messageId"]):
+        profile = self.admit(ev, customer_id, event["messageId"])
+        if profile is None:
             return
-        core_profiles.remember(profile, event["messageId"], self.rt.settings.dedupe_window)
         self.profiles.set(customer_id, profile, ev)
         if self.engine is not None:
             self.run_engine(ev, customer_id, profile, event=event, now=now)
+
+    def profile(self, ev, customer_id: str) -> dict:
+        return self.profiles.get(customer_id, ev) or core_profiles.new_profile(customer_id)
+
+    def admit(self, ev, customer_id: str, message_id: str) -> dict | None:
+        """The customer's profile with ``message_id`` remembered, or None for a duplicate
+        (ingestion is idempotent by messageId; the caller writes the profile back)."""
+        profile = self.profile(ev, customer_id)
+        if core_profiles.seen(profile, message_id):
+            return None
+        core_profiles.remember(profile, message_id, self.rt.settings.dedupe_window)
+        return profile
 
     # -- phones and consent ------------------------------------------------------------
     def on_traits(self, ev, profile: dict, event: dict, changed: list[str]) -> None:

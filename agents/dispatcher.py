@@ -31,7 +31,7 @@ from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
 from smsflow.core import timers as core_timers
 from smsflow.core.ratelimit import PacedRateLimiter
-from streams.runtime import Runtime, acting_as, iso
+from streams.runtime import Runtime, iso
 from streams.state import BatchCache
 
 log = logging.getLogger("smsflow.dispatcher")
@@ -152,8 +152,7 @@ async def dispatch_batch(rt: Runtime, limiters: Limiters, twilio, events) -> Non
     results = await asyncio.gather(*(call(s, a, f) for _, s, a, f in jobs), return_exceptions=True)
     now = rt.clock.now()
     for (ev, send, _, first_at), result in zip(jobs, results):
-        with acting_as(ev):
-            record_result(rt, done, timers, ev, send, result, first_at, now)
+        record_result(rt, done, timers, ev, send, result, first_at, now)
     done.flush()
     timers.flush()
 

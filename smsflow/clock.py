@@ -59,6 +59,15 @@ class FakeClock(Clock):
         self._now += seconds
 
 
+def iso(ts: float | None, timespec: str = "auto") -> str | None:
+    """Epoch seconds -> ISO-8601 UTC with a ``Z`` ("2026-11-28T10:00:00Z"); None stays None.
+    ``timespec`` as :meth:`datetime.isoformat` (records use "milliseconds" or "auto")."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec=timespec).replace(
+        "+00:00", "Z")
+
+
 def clock_from_env(speed: float = 1.0, origin: float | None = None,
                    epoch: float | None = None) -> Clock:
     """The clock a worker uses: real time, or compressed time when ``speed`` != 1."""

@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import base64
 import logging
-from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from functools import partial
 
 import orjson
-from faust import streams as faust_streams
 
-from smsflow.clock import Clock
+from smsflow.clock import Clock, iso  # noqa: F401  (iso: agents import it from here)
 from smsflow.core.outcomes import normalize
 from streams.settings import Settings
 from streams.stats import AgentStats
 
 log = logging.getLogger("smsflow")
-
-
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def as_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -40,20 +29,6 @@ def as_text(raw: bytes | None) -> tuple[str | None, str]:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode(), "base64"
-
-
-@contextmanager
-def acting_as(event):
-    """Make ``event`` Faust's current event, so table writes go to its partition.
-
-    Batched agents (``take_events``) coalesce writes per key and then write once with
-    an event of that key, which puts the changelog record in the right partition.
-    """
-    token = faust_streams._current_event.set(_weakref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
 
 
 def _persist_offset(table, topic: str, partition: int, fut) -> None:
@@ -67,11 +42,6 @@ def _persist_offset(table, topic: str, partition: int, fut) -> None:
         table.data.set_persisted_offset(TP(topic, partition), fut.result().offset)
     except Exception:  # noqa: BLE001 - a closed store during shutdown/rebalance
         log.debug("could not persist changelog offset for %s[%s]", topic, partition)
-
-
-def _weakref(event):
-    import weakref
-    return weakref.ref(event)
 
 
 @dataclass

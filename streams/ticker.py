@@ -26,7 +26,7 @@ import time
 import orjson
 from prometheus_client import Counter, Histogram
 
-from smsflow.core.timers import decode, upper_bound
+from smsflow.core.timers import decode, due_prefix, upper_bound
 from streams.runtime import Runtime
 
 log = logging.getLogger("smsflow.ticker")
@@ -77,7 +77,7 @@ class Ticker:
         for partition, db in self.active_dbs():
             done_ms = None if full else self.scanned.get(partition)
             keys = db.keys() if done_ms is None else db.keys(
-                from_key=f"{max(0, done_ms - REWIND_MS):013d}".encode())
+                from_key=due_prefix(max(0, done_ms - REWIND_MS)).encode())
             reached = int(bound)
             for key in keys:
                 if key >= bound:
@@ -90,10 +90,11 @@ class Ticker:
                     continue
                 self.emitted[key] = wall
                 timer_key = key.decode()
-                self.rt.send(self.topic_role, decode(timer_key).owner,
+                timer = decode(timer_key)
+                self.rt.send(self.topic_role, timer.owner,
                              orjson.dumps({"timer_key": timer_key, "emitted_at": now}),
                              partition=partition)
-                LATENESS.labels(self.table_name).observe(max(0.0, now - decode(timer_key).due))
+                LATENESS.labels(self.table_name).observe(max(0.0, now - timer.due))
                 sent += 1
             self.scanned[partition] = reached
         if sent:

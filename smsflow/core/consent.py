@@ -32,6 +32,7 @@ import hashlib
 from collections.abc import Collection
 from datetime import datetime, timezone
 
+from smsflow.clock import iso  # noqa: F401  (part of this module's API)
 from smsflow.core import keywords
 
 SUBSCRIBED = "subscribed"
@@ -115,13 +116,6 @@ def reply_due(change: dict | None, outcome: str | None) -> bool:
 def text_hash(text: str | None) -> str | None:
     """sha256 of the exact consent text: proves what the person agreed to."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else None
-
-
-def iso(epoch: float | None) -> str | None:
-    """Epoch seconds -> "2025-11-28T10:00:00Z" (for exports and people)."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 # -------------------------------------------------------------------------- changes

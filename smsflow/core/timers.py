@@ -20,7 +20,12 @@ class TimerKey:
     timer_id: str
 
     def encode(self) -> str:
-        return f"{int(self.due * 1000):013d}{SEP}{self.owner}{SEP}{self.timer_id}"
+        return f"{due_prefix(int(self.due * 1000))}{SEP}{self.owner}{SEP}{self.timer_id}"
+
+
+def due_prefix(due_ms: int) -> str:
+    """The fixed-width due-time part that starts every key (and bounds every scan)."""
+    return f"{due_ms:013d}"
 
 
 def encode(due: float, owner: str, timer_id: str) -> str:
@@ -34,4 +39,4 @@ def decode(key: str) -> TimerKey:
 
 def upper_bound(now: float) -> str:
     """The smallest key that is not yet due at ``now`` (exclusive scan bound)."""
-    return f"{int(now * 1000) + 1:013d}"
+    return due_prefix(int(now * 1000) + 1)

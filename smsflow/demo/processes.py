@@ -17,8 +17,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -68,6 +66,12 @@ class Service:
     def wait_http(self, url: str, timeout: float) -> float:
         wait_for(lambda: http_ok(url), timeout, f"{self.name} at {url}", self.check)
         return time.monotonic() - self.started_at
+
+    def kill(self) -> None:
+        """SIGKILL the process group: a crash, with no flush and no commit."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to the process group, SIGKILL if it is still there after ``timeout``."""

@@ -24,10 +24,11 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import orjson
 
+from smsflow.clock import iso as clock_iso
 from smsflow.core.events import parse_time
 
 MINUTE, HOUR = 60.0, 3600.0
@@ -64,8 +65,7 @@ URL = re.compile(r"https?://\S+")
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
+    return clock_iso(t, "milliseconds")
 
 
 def epoch(t: float | str | datetime) -> float:

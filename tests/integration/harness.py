@@ -8,9 +8,6 @@ real ``smsflow worker`` processes, started and killed like an SRE would.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,12 +16,11 @@ from pathlib import Path
 import orjson
 
 from smsflow.broker import free_port
+from smsflow.demo.processes import Service, http_ok
 from smsflow.commands.produce import event_key
 from smsflow.kafka_admin import ensure_topics
 from smsflow.kafka_io import read_compacted, read_topic
 from streams.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.5,
@@ -40,49 +36,17 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: f
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last={last!r}")
 
 
-class Process:
-    """An ``smsflow`` sub-command run as its own process group, logging to a file."""
+class Process(Service):
+    """An ``smsflow`` sub-command of a stack, logging into the stack's folder (the demo's
+    :class:`~smsflow.demo.processes.Service`: own process group, SIGTERM then SIGKILL)."""
 
     def __init__(self, stack: "Stack", name: str, args: list[str], env: dict) -> None:
         self.stack = stack
-        self.name = name
-        self.log_path = stack.root / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsflow.cli", *args], cwd=REPO, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        self.started_at = time.monotonic()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: the crash an SRE fears (no flush, no commit)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+        super().__init__(name, args, env, stack.root)
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
-    import urllib.request
-
-    def ok():
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.status < 500
-        except OSError:
-            return False
-    wait_for(ok, timeout, interval=0.2, message=url)
+    wait_for(lambda: http_ok(url), timeout, interval=0.2, message=url)
 
 
 class Worker(Process):
@@ -99,7 +63,6 @@ class Worker(Process):
         if self.proc.poll() is not None:
             raise AssertionError(f"worker {self.name} exited:\n{self.log()[-4000:]}")
         return time.monotonic() - self.started_at
-
 
 
 class Stack:

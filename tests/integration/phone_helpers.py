@@ -7,20 +7,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 
+from smsflow.clock import iso
 from tests.integration.harness import Stack, wait_for
 from tests.integration.zones import daytime_zone
 
 HERE = Path(__file__).parent
 OUR_NUMBER = "+18005550199"
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def epoch(text: str) -> float:

@@ -7,7 +7,7 @@ engine works in epoch seconds (floats, UTC) like :mod:`smsflow.clock`.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from smsflow.clock import iso as clock_iso
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?[smhdw])+$")
@@ -33,7 +33,4 @@ def format_duration(seconds: float) -> str:
 
 def iso(ts: float | None) -> str | None:
     """ISO-8601 UTC with milliseconds and a Z, as the outcome and send records carry."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    return clock_iso(ts, "milliseconds")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import jsonschema
+
+from smsflow.clock import iso
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "outcome.schema.json")
                     .read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 T0 = 1_795_881_600.0  # 2026-11-28T16:00:00Z
 FIELDS = tuple(SCHEMA["required"])
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def outcome(type_: str, customer_id: str | None, t: float, **fields) -> dict:
