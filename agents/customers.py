@@ -20,8 +20,8 @@ from smsflow.core import phones as core_phones
 from smsflow.core import profiles as core_profiles
 from smsflow.core import timers as core_timers
 from smsflow.core.flows.effects import Effects, Timer
-from streams.runtime import Runtime, iso
-from streams.state import BatchCache
+from smsflow.streams.runtime import Runtime, iso
+from smsflow.streams.state import BatchCache
 
 log = logging.getLogger("smsflow.customers")
 

@@ -31,8 +31,8 @@ from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
 from smsflow.core import timers as core_timers
 from smsflow.core.ratelimit import PacedRateLimiter
-from streams.runtime import Runtime, iso
-from streams.state import BatchCache
+from smsflow.streams.runtime import Runtime, iso
+from smsflow.streams.state import BatchCache
 
 log = logging.getLogger("smsflow.dispatcher")
 

@@ -22,8 +22,8 @@ from smsflow.core import phones as core_phones
 from smsflow.core import replies as core_replies
 from smsflow.core import segments as core_segments
 from smsflow.core import timers as core_timers
-from streams.runtime import Runtime, iso
-from streams.state import BatchCache
+from smsflow.streams.runtime import Runtime, iso
+from smsflow.streams.state import BatchCache
 
 log = logging.getLogger("smsflow.phones")
 

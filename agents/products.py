@@ -12,8 +12,8 @@ import logging
 
 import orjson
 
-from streams.runtime import Runtime
-from streams.state import BatchCache
+from smsflow.streams.runtime import Runtime
+from smsflow.streams.state import BatchCache
 
 log = logging.getLogger("smsflow.products")
 MAX_WAITING = 50_000

@@ -15,7 +15,7 @@ import orjson
 from smsflow.core import consent as core_consent
 from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
-from streams.runtime import Runtime, iso
+from smsflow.streams.runtime import Runtime, iso
 
 log = logging.getLogger("smsflow.receipts")
 

@@ -1,6 +1,6 @@
 """Durable timers: lateness of fired timers and scan cost, with 100k and 1M pending.
 
-Drives the real :class:`streams.ticker.Ticker` (the code a worker runs every
+Drives the real :class:`smsflow.streams.ticker.Ticker` (the code a worker runs every
 ``tick_interval``) against real RocksDB partition DBs opened exactly as Faust opens them
 (``faust.stores.rocksdb.RocksDBOptions`` with smsflow's table options, rocksdict driver),
 without a broker: a fake runtime stands in for the app. Its ``send`` records the emit
@@ -39,10 +39,10 @@ from faust.types import TP
 from bench.common import print_table
 from smsflow.clock import Clock
 from smsflow.core import timers as core_timers
-from streams.settings import Settings
-from streams.tables import rocksdb_options
-from streams import ticker as ticker_mod
-from streams.ticker import Ticker
+from smsflow.streams.settings import Settings
+from smsflow.streams.tables import rocksdb_options
+from smsflow.streams import ticker as ticker_mod
+from smsflow.streams.ticker import Ticker
 
 PARTITIONS = 8
 TABLE = "customer_timers"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams import tables as table_catalog
-from streams import topics as topic_catalog
-from streams.settings import Settings
+from smsflow.streams import tables as table_catalog
+from smsflow.streams import topics as topic_catalog
+from smsflow.streams.settings import Settings
 
 
 def wanted_topics(settings: Settings) -> dict[str, tuple[int, dict]]:

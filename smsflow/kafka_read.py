@@ -11,7 +11,7 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 from smsflow.kafka_io import read_compacted as _read_compacted
-from streams.settings import broker_host_port
+from smsflow.streams.settings import broker_host_port
 
 
 class TopicNotFound(LookupError):

@@ -16,12 +16,12 @@ import faust
 
 from smsflow.clock import Clock, clock_from_env
 from smsflow.core.flows.loader import load_dir
-from streams import codecs, tables, ticker, topics, web
-from streams.runtime import Runtime
-from streams.settings import Settings
+from smsflow.streams import codecs, tables, ticker, topics, web
+from smsflow.streams.runtime import Runtime
+from smsflow.streams.settings import Settings
 
-AGENT_MODULES = ["agents.customers", "agents.products", "agents.phones", "agents.dispatcher",
-                 "agents.receipts"]
+AGENT_MODULES = ["smsflow.agents.customers", "smsflow.agents.products", "smsflow.agents.phones", "smsflow.agents.dispatcher",
+                 "smsflow.agents.receipts"]
 
 # Faust logs every publish at DEBUG: never let a stray DEBUG level cost throughput.
 for noisy in ("faust.topics", "faust.transport", "aiokafka", "faust.tables"):

@@ -15,8 +15,8 @@ import orjson
 
 from smsflow.clock import Clock, iso  # noqa: F401  (iso: agents import it from here)
 from smsflow.core.outcomes import normalize
-from streams.settings import Settings
-from streams.stats import AgentStats
+from smsflow.streams.settings import Settings
+from smsflow.streams.stats import AgentStats
 
 log = logging.getLogger("smsflow")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.settings import Settings
+from smsflow.streams.settings import Settings
 
 # name -> what it holds. Customer side (key customer id) and phone side (key E.164).
 TABLES = {

@@ -27,7 +27,7 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from smsflow.core.timers import decode, due_prefix, upper_bound
-from streams.runtime import Runtime
+from smsflow.streams.runtime import Runtime
 
 log = logging.getLogger("smsflow.ticker")
 

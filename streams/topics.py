@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.settings import Settings
+from smsflow.streams.settings import Settings
 
 # role -> (key, description). Public topics are in PRODUCT.md's contract.
 PUBLIC = {

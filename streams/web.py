@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.runtime import Runtime
+from smsflow.streams.runtime import Runtime
 
 
 def register(rt: Runtime) -> None:

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     from smsflow.core.phones import InvalidPhone, normalize, to_e164
-    from streams.settings import Settings
+    from smsflow.streams.settings import Settings
 
     settings = Settings.from_env()
     try:
@@ -63,7 +63,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from streams.settings import Settings
+    from smsflow.streams.settings import Settings
 
     ledgers = _read_ledgers(Settings.from_env())
     if ledgers is None:

@@ -75,7 +75,7 @@ def publish_lines(lines, topic: str, bootstrap: str, source: str = "-",
 
 
 def run(args) -> int:
-    from streams.settings import Settings
+    from smsflow.streams.settings import Settings
 
     settings = Settings.from_env()
     topic = args.topic or settings.topic("events")

@@ -11,7 +11,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from smsflow.kafka_admin import describe, ensure_topics
-    from streams.settings import Settings
+    from smsflow.streams.settings import Settings
 
     settings = Settings.from_env()
     if args.action == "create":

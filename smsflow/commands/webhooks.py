@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from smsflow.webhooks.server import serve
-    from streams.settings import Settings
+    from smsflow.streams.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     try:

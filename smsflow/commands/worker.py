@@ -22,8 +22,8 @@ def run(args) -> int:
     from faust.worker import Worker
 
     from smsflow.kafka_admin import ensure_topics
-    from streams.app import create_app
-    from streams.settings import Settings
+    from smsflow.streams.app import create_app
+    from smsflow.streams.settings import Settings
 
     settings = Settings.from_env()
     level = (args.loglevel or settings.log_level).upper()

@@ -203,7 +203,7 @@ class Demo:
 
     def _create_topics(self):
         from smsflow.kafka_admin import ensure_topics
-        from streams.settings import Settings
+        from smsflow.streams.settings import Settings
 
         settings = Settings().with_(broker=f"kafka://{self.bootstrap}", app_id=self.app_id,
                                     topic_prefix=self.prefix, partitions=self.o.partitions)

@@ -15,7 +15,7 @@ from typing import TextIO
 
 import orjson
 
-from streams.settings import Settings
+from smsflow.streams.settings import Settings
 
 POLL_SECONDS = 1.0
 

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from smsflow.clock import Clock, clock_from_env
 from smsflow.core.outcomes import normalize
 from smsflow.webhooks.app import create_webhook_app
-from streams.settings import Settings
+from smsflow.streams.settings import Settings
 
 log = logging.getLogger("smsflow.webhooks")
 
@@ -79,7 +79,7 @@ def build(settings: Settings, clock: Clock, producer: AIOKafkaProducer, links: L
         link = links.links.get(code) or {}
         customer = link.get("customer_id")
         now = clock.now()
-        from streams.runtime import iso
+        from smsflow.streams.runtime import iso
 
         outcome = {"type": "clicked", "customer_id": customer, "flow_id": link.get("flow_id"),
                    "enrollment_id": link.get("enrollment_id"), "step_id": link.get("step_id"),

@@ -20,7 +20,7 @@ from smsflow.demo.processes import Service, http_ok
 from smsflow.commands.produce import event_key
 from smsflow.kafka_admin import ensure_topics
 from smsflow.kafka_io import read_compacted, read_topic
-from streams.settings import Settings
+from smsflow.streams.settings import Settings
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.5,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.settings import Settings, broker_host_port
+from smsflow.streams.settings import Settings, broker_host_port
 
 
 def test_env_overrides_and_topic_names(monkeypatch):
