@@ -1,233 +1,209 @@
-"""The customer-keyed agent: ingest, profiles, the flow engine and customer timers.
+"""The customers agent: ingest, profiles, the flow engine and customer timers.
 
-It reads ``events``, ``customer-timers`` and ``customer-fanout`` (all keyed by customer
-id, co-partitioned), in batches with ``take_events``. One agent for all three keeps every
-read-modify-write of a customer's state sequential. Per batch, each customer's profile
-and flow state is read once and written once (coalesced changelog writes).
-Every decision lives in ``smsflow.core``; this module only moves data.
+Reads ``events`` (producers), ``customer-events`` (events re-homed to their customer's
+partition), ``customer-timers`` (due flow timers) and ``customer-fanout`` (back-in-stock
+fan-out), all keyed by customer id. One record per customer holds profile, flow state and
+the recent messageIds, so a customer's state changes atomically. Every decision lives in
+``smsflow.core``; this module moves typed records between topics, tables and the engine.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from typing import Any
 
-import orjson
+import msgspec
 
 from smsflow.core import consent as core_consent
 from smsflow.core import events as core_events
 from smsflow.core import phones as core_phones
 from smsflow.core import profiles as core_profiles
 from smsflow.core import timers as core_timers
-from smsflow.core.flows.effects import Effects, Timer
-from smsflow.streams.runtime import Runtime, iso
-from smsflow.streams.state import BatchCache
+from smsflow.core.flows.effects import Effects
+from smsflow.core.links import code_of
+from smsflow.core.records.base import decode
+from smsflow.core.records.customers import CustomerState
+from smsflow.core.records.events import IngestedEvent, KnownTraits
+from smsflow.core.records.outcomes import Outcome
+from smsflow.core.records.phones import ConsentChange, PhoneUpdate
+from smsflow.core.records.products import StockEvent, StockRequest
+from smsflow.core.records.timers import TimerFire
+from smsflow.clock import iso
+from smsflow.streams import metrics
+from smsflow.streams.batch import BatchContext, InRecord
+from smsflow.streams.lanes import RecordAgent
+from smsflow.streams.partitioning import home
+from smsflow.streams.runtime import Runtime
+from smsflow.streams.tables import CUSTOMER_TIMERS, CUSTOMERS
 
 log = logging.getLogger("smsflow.customers")
+REHOMED_FROM = "smsflow-rehomed-from"
 
 
-class CustomerBatch:
-    """The customer-side work of one batch: profiles, flow state and their side effects."""
+class CustomersAgent(RecordAgent):
+    name = "customers"
+    roles = ("events", "customer-events", "customer-timers", "customer-fanout")
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.settings = rt.settings
+        self.batch_size = rt.settings.batch_size
         self.engine = rt.extras.get("engine")
         self.ticker = rt.extras.get("customer_ticker")
-        self.profiles = BatchCache(rt.tables["profiles"])
-        self.flowstate = BatchCache(rt.tables["flowstate"])
-        self.timers = BatchCache(rt.tables["customer_timers"])
+        self.limits = rt.settings.limits
+        self.partitions = rt.settings.partitions
 
     # -- inputs ------------------------------------------------------------------------
-    def on_event(self, ev, event: dict, now: float) -> None:
-        customer_id = event.get("userId")
-        if customer_id is None:  # product-level event: fan out through the products agent
-            self.rt.send("products", str(event["properties"]["product_id"]), event)
-            return
-        profile = self.admit(ev, customer_id, event["messageId"])
-        if profile is None:
-            return
-        if event["type"] == "identify":
-            changed = core_profiles.apply_identify(profile, event["traits"], event["ts"])
-            self.on_traits(ev, profile, event, changed)
-        else:
-            core_profiles.apply_track(profile, event)
-            if event["event"] == "Back In Stock Requested":
-                self.request_stock_alert(customer_id, event)
-        self.profiles.set(customer_id, profile, ev)
-        if self.engine is not None and event["type"] == "track":
-            self.run_engine(ev, customer_id, profile, event=event, now=now)
+    def on_events(self, rec: InRecord, ctx: BatchContext) -> None:
+        self.ingest(rec, ctx, may_rehome=True)
 
-    def on_timer(self, ev) -> None:
+    def on_customer_events(self, rec: InRecord, ctx: BatchContext) -> None:
+        self.ingest(rec, ctx, may_rehome=False)
+
+    def ingest(self, rec: InRecord, ctx: BatchContext, *, may_rehome: bool) -> None:
+        event = core_events.decode(rec.value, rec.timestamp or ctx.now, self.limits)
+        if isinstance(event, core_events.Rejection):
+            ctx.dead_letter(rec, event.reason, event.detail, "ingest")
+            return
+        if event.user_id is None:  # product-level event: to the products agent
+            product_id = str(event.properties["product_id"])
+            ctx.send("products", product_id, StockEvent(
+                product_id=product_id, event=event.event or "", message_id=event.message_id,
+                timestamp=event.timestamp, ts=event.ts, properties=event.properties))
+            metrics.EVENTS_IN.labels(event.kind, metrics.event_label(event.event)).inc()
+            return
+        if rec.partition != home(event.user_id, self.partitions):
+            if may_rehome:  # a producer's partitioner put it elsewhere: forward, unchanged
+                ctx.send("customer-events", event.user_id, rec.value or b"", headers=[
+                    (REHOMED_FROM, f"{rec.topic}:{rec.partition}:{rec.offset}".encode())])
+                metrics.REKEYED.labels(rec.topic).inc()
+                return
+            ctx.dead_letter(rec, "wrong_partition",
+                            f"customer {event.user_id!r} belongs to partition "
+                            f"{home(event.user_id, self.partitions)}", "ingest")
+            return
+        metrics.EVENTS_IN.labels(event.kind, metrics.event_label(event.event)).inc()
+        self.apply_event(rec, ctx, event)
+
+    def on_customer_fanout(self, rec: InRecord, ctx: BatchContext) -> None:
+        """A product event (e.g. Back In Stock) delivered to one waiting customer."""
+        event = decode(rec.value or b"", IngestedEvent)
+        self.apply_event(rec, ctx, event)
+
+    def on_customer_timers(self, rec: InRecord, ctx: BatchContext) -> None:
         """A customer timer is due: act only if it is still stored, then delete it."""
-        key = orjson.loads(ev.message.value)["timer_key"]
+        key = decode(rec.value or b"", TimerFire).timer_key
         if self.ticker is not None:
             self.ticker.acted(key)
-        timer = self.timers.get(key, ev)
-        if timer is None or self.engine is None:
+        timer = ctx.get(CUSTOMER_TIMERS, key)
+        if timer is None:
             return
-        self.timers.delete(key, ev)
+        ctx.delete(CUSTOMER_TIMERS, key)
+        if self.engine is None:
+            return
         customer_id = core_timers.decode(key).owner
-        self.run_engine(ev, customer_id, self.profile(ev, customer_id), timer=timer,
-                        now=self.rt.clock.now())
+        state = ctx.get(CUSTOMERS, customer_id) or core_profiles.new_state(customer_id)
+        effects = self.engine.on_timer(state.flows, state.profile, timer, ctx.now)
+        self.apply_effects(ctx, state, effects)
+        self.save(ctx, state)
 
-    def on_fanout(self, ev, now: float) -> None:
-        """A product event (e.g. Back In Stock) delivered to one waiting customer."""
-        event = orjson.loads(ev.message.value)
-        customer_id = event["userId"]
-        profile = self.admit(ev, customer_id, event["messageId"])
-        if profile is None:
-            return
-        self.profiles.set(customer_id, profile, ev)
-        if self.engine is not None:
-            self.run_engine(ev, customer_id, profile, event=event, now=now)
+    # -- events ------------------------------------------------------------------------
+    def apply_event(self, rec: InRecord, ctx: BatchContext, event: IngestedEvent) -> None:
+        customer_id = event.user_id or ""
+        state = ctx.get(CUSTOMERS, customer_id) or core_profiles.new_state(customer_id)
+        if core_profiles.seen(state, event.message_id):
+            return  # a redelivered or replayed event: already applied
+        core_profiles.remember(state, event.message_id, self.settings.dedupe_window)
+        profile = state.profile
+        if event.kind == "identify":
+            changed = core_profiles.apply_identify(profile, event.traits, event.ts)
+            self.on_traits(rec, ctx, state, event, changed)
+        else:
+            if core_profiles.apply_track(profile, event):
+                self.ordered(ctx, state, event)
+            if event.event == "Back In Stock Requested":
+                self.request_stock_alert(ctx, customer_id, event)
+            if self.engine is not None and self.engine.reads(event.event):
+                effects = self.engine.on_event(state.flows, profile, event, ctx.now)
+                self.apply_effects(ctx, state, effects)
+        self.save(ctx, state)
 
-    def profile(self, ev, customer_id: str) -> dict:
-        return self.profiles.get(customer_id, ev) or core_profiles.new_profile(customer_id)
-
-    def admit(self, ev, customer_id: str, message_id: str) -> dict | None:
-        """The customer's profile with ``message_id`` remembered, or None for a duplicate
-        (ingestion is idempotent by messageId; the caller writes the profile back)."""
-        profile = self.profile(ev, customer_id)
-        if core_profiles.seen(profile, message_id):
-            return None
-        core_profiles.remember(profile, message_id, self.rt.settings.dedupe_window)
-        return profile
+    def ordered(self, ctx: BatchContext, state: CustomerState, event: IngestedEvent) -> None:
+        """Every new order on the outcomes topic: analysts measure repeat purchases on it."""
+        props = event.properties
+        amount = core_profiles.money(props)
+        ctx.outcome(Outcome(
+            type="ordered", customer_id=state.profile.customer_id,
+            revenue=float(amount) if amount is not None else None,
+            currency=core_profiles.currency(props), event_time=iso(event.ts, "milliseconds"),
+            details={"order_id": core_profiles.order_key(event),
+                     "discount_used": core_profiles.used_discount(props),
+                     "message_id": event.message_id}))
 
     # -- phones and consent ------------------------------------------------------------
-    def on_traits(self, ev, profile: dict, event: dict, changed: list[str]) -> None:
+    def on_traits(self, rec: InRecord, ctx: BatchContext, state: CustomerState,
+                  event: IngestedEvent, changed: list[str]) -> None:
         """Phone and consent traits move to the phone side, keyed by E.164."""
-        traits = profile["traits"]
-        customer_id = profile["customer_id"]
-        ts = event["ts"]
-        if "phone" in changed or ("country" in changed and traits.get("phone")):
-            old = profile.get("phone")
-            profile["phone"], profile["phone_info"] = None, None
-            raw = traits.get("phone")
+        profile = state.profile
+        traits = msgspec.convert(event.traits, KnownTraits)
+        customer_id = profile.customer_id
+        ts = event.ts
+        phone_changed = "phone" in changed or ("country" in changed and profile.traits.get("phone"))
+        if phone_changed:
+            old = profile.phone
+            profile.phone, profile.phone_info = None, None
+            raw = profile.traits.get("phone")
             if raw:
                 try:
-                    info = core_phones.normalize(raw, traits.get("country"),
-                                                 self.rt.settings.default_region)
-                    profile["phone"], profile["phone_info"] = info.e164, info.to_dict()
+                    info = core_phones.normalize(raw, profile.traits.get("country"),
+                                                 self.settings.default_region)
+                    profile.phone, profile.phone_info = info.e164, info
                 except core_phones.InvalidPhone as exc:
-                    self.rt.dead_letter(ev.message, "invalid_phone",
-                                        f"{exc.reason}: phone trait of {customer_id}",
-                                        stage="ingest.phone")
-                    self.rt.outcome({"type": "rejected", "customer_id": customer_id,
-                                     "reason": f"invalid_phone:{exc.reason}",
-                                     "event_time": iso(ts)})
-            if old and old != profile["phone"]:
-                self.phone_update(old, core_consent.unlink_change(customer_id, timestamp=ts))
-            if profile["phone"] and old != profile["phone"]:
-                self.phone_update(profile["phone"], core_consent.link_change(customer_id, timestamp=ts))
-        consent = traits.get("sms_consent")
-        if profile["phone"] and isinstance(consent, dict) and (
-                "sms_consent" in changed or "phone" in changed):
-            try:
-                change = core_consent.trait_change(consent, event_time=ts, customer_id=customer_id)
-            except core_consent.InvalidConsent as exc:
-                self.rt.dead_letter(ev.message, "invalid_consent", exc.reason, stage="ingest.consent")
-                return
-            if consent.get("double_opt_in"):
-                change["double_opt_in"] = True
-            profile["sms_consent_status"] = change["status"]
-            self.phone_update(profile["phone"], change)
+                    ctx.dead_letter(rec, "invalid_phone",
+                                    f"{exc.reason}: the phone trait was rejected, the other "
+                                    "traits were applied", "ingest.phone")
+                    ctx.outcome(Outcome(type="rejected", customer_id=customer_id,
+                                        reason=f"invalid_phone:{exc.reason}",
+                                        event_time=iso(ts, "milliseconds")))
+            if old and old != profile.phone:
+                self.phone_update(ctx, old, core_consent.unlink_change(customer_id, timestamp=ts))
+            if profile.phone and old != profile.phone:
+                self.phone_update(ctx, profile.phone,
+                                  core_consent.link_change(customer_id, timestamp=ts))
+        consent = traits.sms_consent
+        if profile.phone and consent is not None and ("sms_consent" in changed or phone_changed):
+            change = core_consent.trait_change(consent, event_time=ts, customer_id=customer_id)
+            profile.sms_consent_status = consent.status
+            self.phone_update(ctx, profile.phone, change)
 
-    def phone_update(self, phone: str, change: dict) -> None:
-        self.rt.send("phone-updates", phone, {**change, "phone": phone})
+    def phone_update(self, ctx: BatchContext, phone: str, change: ConsentChange) -> None:
+        ctx.send("phone-updates", phone, PhoneUpdate(phone=phone, change=change))
 
-    def request_stock_alert(self, customer_id: str, event: dict) -> None:
-        product_id = (event.get("properties") or {}).get("product_id")
-        if product_id is not None:
-            self.rt.send("products", str(product_id), {
-                "kind": "subscribe", "product_id": str(product_id), "customer_id": customer_id,
-                "ts": event["ts"], "messageId": event["messageId"]})
+    def request_stock_alert(self, ctx: BatchContext, customer_id: str, event: IngestedEvent) -> None:
+        product_id = event.properties.get("product_id")
+        if product_id is not None and str(product_id):
+            ctx.send("products", str(product_id), StockRequest(
+                product_id=str(product_id), customer_id=customer_id, ts=event.ts,
+                message_id=event.message_id))
 
     # -- flow engine -------------------------------------------------------------------
-    def run_engine(self, ev, customer_id: str, profile: dict, *, now: float,
-                   event: dict | None = None, timer: dict | None = None) -> None:
-        wrapper = self.flowstate.get(customer_id, ev) or {"engine": None, "timer_keys": {}}
-        if event is not None:
-            effects = self.engine.on_event(wrapper["engine"], profile, event, now)
-        else:
-            wrapper["timer_keys"].pop(timer["timer_id"], None)
-            effects = self.engine.on_timer(wrapper["engine"], profile, Timer.from_dict(timer), now)
-        self.apply(ev, customer_id, wrapper, effects)
-
-    def apply(self, ev, customer_id: str, wrapper: dict, effects: Effects) -> None:
-        keys = wrapper["timer_keys"]
-        for timer_id in effects.timers_cancel:
-            key = keys.pop(timer_id, None)
-            if key is not None:
-                self.timers.delete(key, ev)
-        for timer in effects.timers_set:
-            key = core_timers.encode(timer.due, customer_id, timer.timer_id)
-            keys[timer.timer_id] = key
-            self.timers.set(key, timer.as_dict(), ev)
-        wrapper["engine"] = effects.state
-        self.flowstate.set(customer_id, wrapper, ev)
+    def apply_effects(self, ctx: BatchContext, state: CustomerState, effects: Effects) -> None:
+        for key in effects.timers_cancel:
+            ctx.delete(CUSTOMER_TIMERS, key)
+        for key, timer in effects.timers_set.items():
+            ctx.put(CUSTOMER_TIMERS, key, timer)
+        state.flows = effects.state
+        for link in effects.links:
+            ctx.send("links", code_of(link.short), link)
         for send in effects.sends:
-            link = send.get("link")
-            if link and link.get("short"):
-                code = link["short"].rsplit("/", 1)[-1]
-                self.rt.send("links", code, {
-                    **link, "customer_id": customer_id, "flow_id": send.get("flow_id"),
-                    "step_id": send.get("step_id"), "enrollment_id": send.get("enrollment_id"),
-                    "idempotency_key": send.get("idempotency_key")})
-            self.rt.send("sends", send["phone"], send)
+            ctx.send("sends", send.phone, send)
         for outcome in effects.outcomes:
-            self.rt.outcome(outcome)
+            ctx.outcome(outcome)
 
-    def flush(self) -> None:
-        # Profiles (which hold the dedupe ids) go last: if a crash loses the tail of the
-        # changelog, a redelivered event is not mistaken for one already processed.
-        self.timers.flush()
-        self.flowstate.flush()
-        self.profiles.flush()
+    def save(self, ctx: BatchContext, state: CustomerState) -> None:
+        ctx.put(CUSTOMERS, state.profile.customer_id,
+                core_profiles.shrink(state, self.settings.max_state_bytes))
 
 
-def register(rt: Runtime):
-    s = rt.settings
-    channel = rt.app.topic(
-        s.topic("events"), s.topic("customer-timers"), s.topic("customer-fanout"),
-        partitions=s.partitions, key_type=bytes, value_type=bytes,
-        key_serializer="raw", value_serializer="raw")
-    roles = {s.topic("events"): "events", s.topic("customer-timers"): "timer",
-             s.topic("customer-fanout"): "fanout"}
-
-    @rt.app.agent(channel, name="customers", concurrency=1)
-    async def customers(stream):
-        async for events in stream.take_events(s.batch_size, s.batch_within):
-            t0 = time.perf_counter()
-            process_batch(rt, roles, events)
-            await rt.drain()
-            rt.stats.observe("customers", len(events), time.perf_counter() - t0)
-
-    return customers
-
-
-def process_batch(rt: Runtime, roles: dict, events) -> None:
-    """Handle one batch; never raises (an agent that raises would skip its message)."""
-    batch = CustomerBatch(rt)
-    now = rt.clock.now()
-    for ev in events:
-        message = ev.message
-        role = roles.get(message.topic, "events")
-        try:
-            if role == "timer":
-                batch.on_timer(ev)
-            elif role == "fanout":
-                batch.on_fanout(ev, now)
-            else:
-                decoded = core_events.decode(message.value, message.timestamp or now)
-                if isinstance(decoded, core_events.Rejection):
-                    rt.dead_letter(message, decoded.reason, decoded.detail, stage="ingest")
-                    continue
-                batch.on_event(ev, decoded, now)
-        except Exception as exc:  # noqa: BLE001 - never let one message kill the agent
-            log.exception("customers: failed on %s[%s]@%s", message.topic, message.partition,
-                          message.offset)
-            rt.dead_letter(message, "internal_error", repr(exc), stage=f"customers.{role}")
-    try:
-        batch.flush()
-    except Exception:  # noqa: BLE001
-        log.exception("customers: flush failed")
+def build(rt: Runtime) -> Any:
+    return CustomersAgent(rt)

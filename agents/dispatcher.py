@@ -1,19 +1,23 @@
-"""The dispatcher agent: gate-approved sends -> Twilio, exactly once per idempotency key.
+"""The dispatcher agent: gate-approved sends -> the provider, at most once per idempotency key.
 
-``dispatch`` is keyed by phone, co-partitioned with the consent ledger, so consent is
-re-checked from the ledger just before the call: a STOP that arrived while a message
-waited in the queue still wins. For each batch:
+Reads ``dispatch`` (keyed by phone, co-partitioned with the phones agent's records) and
+``dispatch-timers`` (its own retries and reconciliations). Each batch:
 
-1. skip keys already ``sent`` (redelivery, rebalance);
-2. write an ``in_flight`` marker per send and flush it to the changelog *before* calling
-   Twilio, so that after a crash the next owner knows the call may have happened and
-   looks the message up (reconcile) instead of sending it twice;
-3. pace the calls through one limiter per sender whose rate is the sender's MPS times the
-   share of dispatch partitions this worker owns: the shares add up to the sender's MPS
-   across the cluster however many workers run (segments per second, evenly spaced with 10%
-   headroom for network jitter, no 1-s window over);
-4. record the result: ``sent`` / ``failed`` outcomes, retries and reconciliations as
-   durable phone timers, 21610 as an opt-out for the consent ledger.
+1. skips keys already terminal in ``dispatched`` (sent, failed, suppressed): redelivery;
+2. marks every other send ``in_flight`` and makes the marks durable (changelog and local
+   store) *before* calling the provider, so after a crash the next owner knows a call may
+   have happened and looks the message up (reconcile) instead of sending it twice;
+3. calls the provider concurrently, each call paced by its sender's limiter (the sender's
+   MPS times this worker's share of dispatch partitions: the shares add up to the MPS
+   across the cluster), and re-reads the consent ledger *after* the pacing wait, just
+   before the call, so a STOP that lands meanwhile still wins;
+4. records each result on its own: ``sent`` (with the engine's segment count), a retry or
+   reconciliation as a durable dispatch timer (Retry-After honoured, lookups bounded),
+   ``failed`` with the reason, 21610 as an opt-out for the consent ledger. A 401/403 pauses
+   the sender (one ERROR, a metric, no message failed) until a later probe succeeds.
+
+A batch only takes what its senders can send within ``SMSFLOW_DISPATCH_HORIZON`` seconds,
+so a slow sender never holds a batch (and a rebalance) for long; the rest waits queued.
 """
 
 from __future__ import annotations
@@ -22,200 +26,359 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import orjson
-from prometheus_client import Counter
+import msgspec
 
+from smsflow.clock import iso
 from smsflow.core import consent as core_consent
 from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
 from smsflow.core import timers as core_timers
 from smsflow.core.ratelimit import PacedRateLimiter
-from smsflow.streams.runtime import Runtime, iso
-from smsflow.streams.state import BatchCache
+from smsflow.core.records.base import decode
+from smsflow.core.records.outcomes import Outcome
+from smsflow.core.records.phones import PhoneUpdate
+from smsflow.core.records.sends import (TERMINAL, DispatchCommand, DispatchRecord, DispatchRetry,
+                                        PhoneState)
+from smsflow.core.records.timers import TimerFire
+from smsflow.streams import metrics
+from smsflow.streams.batch import BatchContext, InRecord
+from smsflow.streams.commit import checkpoint_state
+from smsflow.streams.runtime import Runtime
+from smsflow.streams.tables import DISPATCH_TIMERS, DISPATCHED, PHONES
 
 log = logging.getLogger("smsflow.dispatcher")
 
-SENDS = Counter("smsflow_sends_total", "Twilio create calls by result", ["sender", "result"])
-SEGMENTS = Counter("smsflow_dispatch_segments_total", "Segments handed to Twilio", ["sender"])
 MAX_CONCURRENCY = 64
+MAX_LOOKUPS = 8            # reconciliation lookups before a send ends as failed
+LOOKUP_BASE, LOOKUP_CAP = 5.0, 300.0
+PAUSE_FIRST, PAUSE_CAP = 30.0, 300.0
 
 
-class Limiters:
-    """One limiter per sender, at this worker's share of the sender's MPS."""
+@dataclass
+class Job:
+    record: InRecord
+    command: DispatchCommand
+    ambiguous: bool
+    first_at: float
+    attempt: int          # provider attempts made before this one
+    lookups: int
+
+
+class Paused:
+    """The result of a send not attempted because its sender is paused."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+
+class Suppressed:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Senders:
+    """Per-sender limiters at this worker's share of the MPS, and paused senders."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._limiters: dict[str, tuple[float, PacedRateLimiter]] = {}
+        self.paused: dict[str, tuple[float, float]] = {}  # sender -> (until, pause length)
 
     def share(self) -> float:
-        topic = self.rt.settings.topic("dispatch")
-        owned = sum(1 for tp in self.rt.app.assignor.assigned_actives() if tp.topic == topic)
+        app = self.rt.app
+        if app is None:
+            return 1.0
+        topic = self.rt.topic_names["dispatch"]
+        owned = sum(1 for tp in app.assignor.assigned_actives() if tp.topic == topic)
         return max(owned, 1) / self.rt.settings.partitions
 
-    def wait(self, sender: str, mps: float, segments: int) -> float:
+    def limiter(self, sender: str, mps: float) -> PacedRateLimiter:
         rate = mps * self.share()
         current = self._limiters.get(sender)
         if current is None or abs(current[0] - rate) > 1e-9:
             current = (rate, PacedRateLimiter(rate))
             self._limiters[sender] = current
-        return current[1].acquire(segments, time.monotonic())
+        return current[1]
+
+    def pause(self, sender: str, now: float) -> float:
+        _, length = self.paused.get(sender, (0.0, PAUSE_FIRST / 2))
+        length = min(PAUSE_CAP, length * 2)
+        if sender not in self.paused:
+            log.error("provider refused the credentials for sender %s (401/403): pausing its "
+                      "sends; they resume when the credentials work again", sender)
+        self.paused[sender] = (now + length, length)
+        metrics.SENDER_PAUSED.labels(sender).set(1)
+        metrics.AUTH_FAILURES.labels(sender).inc()
+        return now + length
+
+    def resume(self, sender: str) -> None:
+        if self.paused.pop(sender, None) is not None:
+            log.warning("sender %s works again: its sends resume", sender)
+            metrics.SENDER_PAUSED.labels(sender).set(0)
+
+    def paused_until(self, sender: str, now: float) -> float | None:
+        entry = self.paused.get(sender)
+        return entry[0] if entry is not None and now < entry[0] else None
 
 
-def register(rt: Runtime):
-    s = rt.settings
-    limiters = Limiters(rt)
-    state = {"sender": None}
+class DispatcherAgent:
+    name = "dispatcher"
+    roles = ("dispatch", "dispatch-timers")
 
-    def twilio():
-        if state["sender"] is None:
+    def __init__(self, rt: Runtime, provider: Any = None) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.batch_size = 500
+        self.senders = Senders(rt)
+        self._provider = provider
+        self._budget: dict[str, float] = {}
+        self._decoded: dict[tuple[str, int, int], DispatchCommand | None] = {}
+
+    @property
+    def provider(self) -> Any:
+        if self._provider is None:
             from smsflow.twilio_client import TwilioSender
 
-            state["sender"] = TwilioSender(s.twilio_account_sid, s.twilio_auth_token,
-                                           base_url=s.twilio_base_url, timeout=10.0)
-        return state["sender"]
+            s = self.settings
+            self._provider = TwilioSender(s.twilio_account_sid, s.twilio_auth_token,
+                                          base_url=s.twilio_base_url, timeout=10.0)
+        return self._provider
 
-    @rt.app.agent(rt.topics["dispatch"], name="dispatcher", concurrency=1)
-    async def dispatcher(stream):
-        async for events in stream.take_events(min(s.batch_size, 500), s.batch_within):
-            t0 = time.perf_counter()
+    # -- admission: a batch takes what its senders can send within the horizon ----------
+    def admit(self, record: InRecord, admitted: int) -> bool:
+        if admitted == 0:
+            self._budget.clear()
+            self._decoded.clear()
+        if admitted >= self.batch_size:
+            return False
+        if record.role != "dispatch":
+            return True
+        command = self._decode(record)
+        if command is None:
+            return True  # malformed: admitted, dead-lettered in process()
+        now = time.monotonic()
+        limiter = self.senders.limiter(command.sender, command.sender_mps)
+        horizon = self.settings.dispatch_horizon
+        booked = self._budget.get(command.sender, limiter.projected(now))
+        if admitted and booked > horizon:
+            return False
+        self._budget[command.sender] = booked + command.segments / limiter.rate
+        return True
+
+    def _decode(self, record: InRecord) -> DispatchCommand | None:
+        key = (record.topic, record.partition, record.offset)
+        if key not in self._decoded:
             try:
-                await dispatch_batch(rt, limiters, twilio(), events)
-            except Exception:  # noqa: BLE001 - never let the agent die
-                log.exception("dispatcher: batch failed")
-            await rt.drain()
-            rt.stats.observe("dispatcher", len(events), time.perf_counter() - t0)
+                self._decoded[key] = decode(record.value or b"", DispatchCommand)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                self._decoded[key] = None
+        return self._decoded[key]
 
-    @rt.app.on_before_shutdown.connect
-    async def close_twilio(sender, **_kwargs):  # pragma: no cover - shutdown path
-        if state["sender"] is not None:
-            await state["sender"].close()
+    # -- one batch ---------------------------------------------------------------------
+    async def process(self, records: list[InRecord], ctx: BatchContext) -> None:
+        jobs: list[Job] = []
+        queued: set[str] = set()
+        for record in records:
+            ctx.run_record(record, lambda r, c: self.prepare(r, c, jobs, queued),
+                           f"dispatcher.{record.role}")
+        self._decoded.clear()
+        if not jobs:
+            return
+        # the in-flight marks are durable before any provider call
+        await checkpoint_state(ctx, self.rt.producer, self.rt.table_specs, self.rt.stores,
+                               self.rt.changelog_topics)
+        semaphore = asyncio.Semaphore(MAX_CONCURRENCY)
+        results = await asyncio.gather(*(self.call(job, semaphore) for job in jobs),
+                                       return_exceptions=True)
+        now = self.rt.clock.now()
+        for job, result in zip(jobs, results):
+            ctx.run_record(job.record, lambda r, c, j=job, res=result: self.record_result(c, j, res, now),
+                           "dispatcher.result")
 
-    return dispatcher
-
-
-async def dispatch_batch(rt: Runtime, limiters: Limiters, twilio, events) -> None:
-    done = BatchCache(rt.tables["dispatched"])
-    consent = BatchCache(rt.tables["consent"])
-    timers = BatchCache(rt.tables["phone_timers"])
-    now = rt.clock.now()
-    jobs = []
-    queued: set[str] = set()
-    for ev in events:
-        try:
-            send = orjson.loads(ev.message.value)
-            key = send["idempotency_key"]
-        except Exception as exc:  # noqa: BLE001
-            rt.dead_letter(ev.message, "invalid_dispatch", repr(exc), stage="dispatcher")
-            continue
+    def prepare(self, record: InRecord, ctx: BatchContext, jobs: list[Job], queued: set[str]) -> None:
+        action = "send"
+        if record.role == "dispatch-timers":
+            key = decode(record.value or b"", TimerFire).timer_key
+            ticker = self.rt.extras.get("dispatch_ticker")
+            if ticker is not None:
+                ticker.acted(key)
+            retry = ctx.get(DISPATCH_TIMERS, key)
+            if retry is None:
+                return
+            ctx.delete(DISPATCH_TIMERS, key)
+            command, action = retry.command, retry.action
+        else:
+            command = self._decode(record) or decode(record.value or b"", DispatchCommand)
+        key = command.send.idempotency_key
         if key in queued:
-            continue  # the same message twice in one batch: its first copy is being sent
-        record = done.get(key, ev)
-        if record and record.get("status") == "sent":
-            continue  # redelivered: this text already went out
-        if send.get("kind") != "reply":
-            ok, reason = core_consent.may_send(consent.get(send["phone"], ev), send["category"])
-            if not ok:
-                outcome(rt, send, "suppressed", reason=reason, details={"stage": "dispatch"})
-                continue
-        ambiguous = bool(record and record.get("status") == "in_flight")
-        first_at = (record or {}).get("first_at", now)
-        done.set(key, {"status": "in_flight", "first_at": first_at,
-                       "attempt": send.get("attempt", 0) + 1}, ev)
-        jobs.append((ev, send, ambiguous, first_at))
+            return  # the same message twice in one batch: its first copy is being sent
+        done = ctx.get(DISPATCHED, key)
+        if done is not None and done.status in TERMINAL:
+            return  # redelivered: this send is finished
+        now = ctx.now
+        first_at = done.first_at if done is not None else now
+        ambiguous = action == "reconcile" or (done is not None and done.status == "in_flight")
+        attempt = done.attempt if done is not None else 0
+        lookups = done.lookups if done is not None else 0
+        ctx.put(DISPATCHED, key, DispatchRecord(status="in_flight", first_at=first_at,
+                                                attempt=attempt, lookups=lookups))
+        jobs.append(Job(record, command, ambiguous, first_at, attempt, lookups))
         queued.add(key)
-    if not jobs:
-        done.flush()
-        return
-    done.flush()
-    await rt.app.producer.flush()  # the in-flight markers are durable before any call
 
-    semaphore = asyncio.Semaphore(MAX_CONCURRENCY)
-
-    async def call(send, ambiguous, first_at):
+    async def call(self, job: Job, semaphore: asyncio.Semaphore) -> Any:
+        command, send = job.command, job.command.send
         async with semaphore:
-            # Book the slot only once a connection is free, so the booked time is the
-            # time the request leaves (no queued burst behind the semaphore).
-            delay = limiters.wait(send["sender"], float(send.get("sender_mps") or 1),
-                                  send.get("segments", 1))
+            now = self.rt.clock.now()
+            until = self.senders.paused_until(command.sender, now)
+            if until is not None:
+                return Paused(until)
+            # Book the slot once a connection is free, so the booked time is when it leaves.
+            limiter = self.senders.limiter(command.sender, command.sender_mps)
+            delay = limiter.acquire(command.segments, time.monotonic())
             if delay > 0:
+                metrics.RATELIMIT_WAIT.labels(command.sender).inc(delay)
                 await asyncio.sleep(delay)
-            if ambiguous:  # a previous owner may have sent it: look before sending again
-                found = await _lookup(twilio, send, first_at)
+            if command.kind != "reply":  # consent re-checked after the wait, right before the call
+                ok, reason = core_consent.may_send(self.ledger(job), send.category)
+                if not ok:
+                    return Suppressed(reason)
+            if job.ambiguous:  # a previous attempt may have gone out: look before sending again
+                from smsflow.twilio_client import TwilioLookupError
+
+                try:
+                    found = await self.provider.find_by_idempotency(
+                        send.idempotency_key, to=send.phone, body=send.body, since=job.first_at)
+                except TwilioLookupError as exc:
+                    return exc
                 if found is not None:
                     return found
-            return await twilio.send(
-                send["phone"], send["sender"], send["body"], send.get("media_urls") or (),
-                status_callback=f"{rt.settings.public_url.rstrip('/')}/twilio/status",
-                idempotency_key=send["idempotency_key"], customer_id=send.get("customer_id"))
+            started = time.perf_counter()
+            result = await self.provider.send(
+                send.phone, command.sender, send.body, send.media_urls,
+                status_callback=f"{self.settings.public_url.rstrip('/')}/twilio/status",
+                idempotency_key=send.idempotency_key, customer_id=send.customer_id or None)
+            metrics.PROVIDER_LATENCY.labels(command.sender).observe(time.perf_counter() - started)
+            return result
 
-    results = await asyncio.gather(*(call(s, a, f) for _, s, a, f in jobs), return_exceptions=True)
-    now = rt.clock.now()
-    for (ev, send, _, first_at), result in zip(jobs, results):
-        record_result(rt, done, timers, ev, send, result, first_at, now)
-    done.flush()
-    timers.flush()
+    def ledger(self, job: Job) -> Any:
+        """The phone's consent ledger as committed now (read past this batch's snapshot)."""
+        raw = self.rt.stores[PHONES.name].get(job.record.partition, job.command.send.phone.encode())
+        return decode(raw, PhoneState).ledger if raw is not None else None
 
-
-async def _lookup(twilio, send: dict, first_at: float):
-    from smsflow.twilio_client import TwilioLookupError
-
-    try:
-        return await twilio.find_by_idempotency(send["idempotency_key"], to=send["phone"],
-                                                body=send["body"], since=first_at)
-    except TwilioLookupError as exc:
-        return exc
-
-
-def record_result(rt: Runtime, done: BatchCache, timers: BatchCache, ev, send: dict, result,
-                  first_at: float, now: float) -> None:
-    key = send["idempotency_key"]
-    attempt = send.get("attempt", 0) + 1
-    if isinstance(result, BaseException):
-        plan = core_retry.RetryPlan("reconcile", 5.0, f"error:{type(result).__name__}")
-        error_code = None
-    else:
+    # -- results -----------------------------------------------------------------------
+    def record_result(self, ctx: BatchContext, job: Job, result: Any, now: float) -> None:
+        command, send = job.command, job.command.send
+        key, sender = send.idempotency_key, command.sender
+        attempt = job.attempt + 1
+        if isinstance(result, Paused):
+            self.schedule(ctx, job, "resume", result.until + random.random(), "sender_paused",
+                          status="retrying", attempt=job.attempt)
+            metrics.SENDS.labels(sender, "paused").inc()
+            return
+        if isinstance(result, Suppressed):
+            ctx.put(DISPATCHED, key, DispatchRecord(status="suppressed", first_at=job.first_at,
+                                                    attempt=job.attempt, reason=result.reason))
+            self.outcome(ctx, command, "suppressed", reason=result.reason,
+                         details={"stage": "dispatch"})
+            metrics.SENDS.labels(sender, "suppressed").inc()
+            return
+        if isinstance(result, BaseException):
+            self.ambiguous(ctx, job, now, f"error:{type(result).__name__}")
+            return
+        if result.auth_failed:
+            until = self.senders.pause(sender, now)
+            self.schedule(ctx, job, "resume", until + random.random(), "sender_paused",
+                          status="retrying", attempt=job.attempt)
+            metrics.SENDS.labels(sender, "paused").inc()
+            return
+        if result.sid is not None or result.http_status in (200, 201):
+            self.senders.resume(sender)
         classification = result.classify()
-        plan = core_retry.plan(classification, attempt, random.random(), now)
-        error_code = result.error_code
+        plan = core_retry.plan(classification, attempt, random.random(), now,
+                               retry_after=result.retry_after)
+        if result.error_code:
+            metrics.PROVIDER_ERRORS.labels(sender, str(result.error_code)).inc()
         if classification.opt_out:
-            rt.send("phone-updates", send["phone"], {
-                **core_consent.provider_opt_out_change(timestamp=now, error_code=str(error_code),
-                                                       message_sid=result.sid),
-                "phone": send["phone"]})
-    sender = send.get("sender", "?")
-    if plan.action == "done":
-        SENDS.labels(sender, "sent").inc()
-        SEGMENTS.labels(sender).inc(result.segments)
-        done.set(key, {"status": "sent", "sid": result.sid, "at": now, "first_at": first_at}, ev)
-        outcome(rt, send, "sent", message_sid=result.sid, segments=result.segments,
-                encoding=result.encoding, details={"sender": sender, "attempts": attempt})
-    elif plan.action in ("retry", "reconcile"):
-        SENDS.labels(sender, plan.action).inc()
-        due = now + plan.delay
-        retry_send = {**send, "attempt": attempt}
-        timers.set(core_timers.encode(due, send["phone"], f"retry:{key}:{attempt}"),
-                   {"send": retry_send, "dispatch_retry": True, "reason": plan.reason}, ev)
-        status = "in_flight" if plan.action == "reconcile" else "retrying"
-        done.set(key, {"status": status, "first_at": first_at, "attempt": attempt}, ev)
-        outcome(rt, send, "retried", reason=plan.reason, error_code=error_code,
-                details={"attempt": attempt, "retry_at": iso(due), "action": plan.action})
-    else:
-        SENDS.labels(sender, "failed").inc()
-        done.set(key, {"status": "failed", "first_at": first_at, "error_code": error_code,
-                       "reason": plan.reason}, ev)
-        outcome(rt, send, "failed", reason=plan.reason, error_code=error_code,
-                details={"attempts": attempt})
+            ctx.send("phone-updates", send.phone, PhoneUpdate(
+                phone=send.phone, change=core_consent.provider_opt_out_change(
+                    timestamp=now, error_code=str(result.error_code), message_sid=result.sid)))
+        if plan.action == "done":
+            ctx.put(DISPATCHED, key, DispatchRecord(status="sent", first_at=job.first_at,
+                                                    attempt=attempt, sid=result.sid, at=now))
+            details: dict[str, Any] = {"sender": sender, "attempts": attempt}
+            if result.provider_segments and result.provider_segments != command.segments:
+                details["provider_segments"] = result.provider_segments
+            self.outcome(ctx, command, "sent", message_sid=result.sid, details=details)
+            metrics.SENDS.labels(sender, "reconciled" if job.ambiguous else "sent").inc()
+        elif plan.action == "reconcile":
+            self.ambiguous(ctx, job, now, plan.reason or "ambiguous", delay=plan.delay,
+                           error_code=result.error_code, attempt=attempt)
+        elif plan.action == "retry":
+            self.schedule(ctx, job, "retry", now + plan.delay, plan.reason or "retry",
+                          status="retrying", attempt=attempt, error_code=result.error_code)
+        else:
+            ctx.put(DISPATCHED, key, DispatchRecord(status="failed", first_at=job.first_at,
+                                                    attempt=attempt, reason=plan.reason,
+                                                    error_code=_code(result.error_code)))
+            self.outcome(ctx, command, "failed", reason=plan.reason, error_code=result.error_code,
+                         details={"attempts": attempt})
+            metrics.SENDS.labels(sender, "failed").inc()
+
+    def ambiguous(self, ctx: BatchContext, job: Job, now: float, reason: str,
+                  delay: float | None = None, error_code: Any = None,
+                  attempt: int | None = None) -> None:
+        """The send may have gone out: look it up later, with bounded, growing waits."""
+        lookups = job.lookups + 1 if job.ambiguous else job.lookups
+        if lookups >= MAX_LOOKUPS:
+            key = job.command.send.idempotency_key
+            ctx.put(DISPATCHED, key, DispatchRecord(status="failed", first_at=job.first_at,
+                                                    attempt=job.attempt, lookups=lookups,
+                                                    reason="reconcile_failed"))
+            self.outcome(ctx, job.command, "failed", reason="reconcile_failed",
+                         details={"lookups": lookups, "last_error": reason})
+            metrics.SENDS.labels(job.command.sender, "failed").inc()
+            return
+        wait = core_retry.backoff(lookups + 1, LOOKUP_BASE, LOOKUP_CAP, random.random())
+        self.schedule(ctx, job, "reconcile", now + max(wait, delay or 0.0), reason,
+                      status="in_flight", attempt=attempt if attempt is not None else job.attempt,
+                      error_code=error_code, lookups=lookups)
+
+    def schedule(self, ctx: BatchContext, job: Job, action: str, due: float, reason: str, *,
+                 status: str, attempt: int, error_code: Any = None, lookups: int | None = None) -> None:
+        send = job.command.send
+        key = send.idempotency_key
+        timer_key = core_timers.encode(due, send.phone, f"{action}:{key}:{attempt}:{lookups or 0}")
+        ctx.put(DISPATCH_TIMERS, timer_key, DispatchRetry(
+            command=job.command, action=action, reason=reason))  # type: ignore[arg-type]
+        ctx.put(DISPATCHED, key, DispatchRecord(
+            status=status, first_at=job.first_at, attempt=attempt,  # type: ignore[arg-type]
+            lookups=job.lookups if lookups is None else lookups, reason=reason,
+            error_code=_code(error_code)))
+        self.outcome(ctx, job.command, "retried", reason=reason, error_code=error_code,
+                     details={"attempt": attempt, "retry_at": iso(due, "milliseconds"),
+                              "action": action, "lookups": lookups or 0})
+        metrics.SENDS.labels(job.command.sender, "retried").inc()
+
+    def outcome(self, ctx: BatchContext, command: DispatchCommand, kind: str, **fields: Any) -> None:
+        send = command.send
+        details = dict(fields.pop("details", {}))
+        if command.kind == "reply":
+            details.update(kind="reply", reply_to=command.reply_to)
+        ctx.outcome(Outcome(
+            type=kind,  # type: ignore[arg-type]
+            customer_id=send.customer_id or None, flow_id=send.flow_id,
+            enrollment_id=send.enrollment_id, step_id=send.step_id, variant=send.variant,
+            idempotency_key=send.idempotency_key, phone_masked=core_phones.mask(send.phone),
+            event_time=send.created_at, segments=command.segments, encoding=command.encoding,
+            details=details, **fields))
 
 
-def outcome(rt: Runtime, send: dict, kind: str, **fields) -> None:
-    rt.outcome({
-        "type": kind, "customer_id": send.get("customer_id"), "flow_id": send.get("flow_id"),
-        "enrollment_id": send.get("enrollment_id"), "step_id": send.get("step_id"),
-        "variant": send.get("variant"), "idempotency_key": send.get("idempotency_key"),
-        "phone_masked": core_phones.mask(send.get("phone")), "event_time": send.get("created_at"),
-        "segments": send.get("segments"), "encoding": send.get("encoding"),
-        **{k: v for k, v in fields.items()},
-        "details": {**fields.get("details", {}), **({"kind": "reply", "reply_to": send.get("reply_to")}
-                                                     if send.get("kind") == "reply" else {})},
-    })
+def _code(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def build(rt: Runtime) -> Any:
+    return DispatcherAgent(rt)

@@ -1,255 +1,308 @@
-"""The phone-keyed agent: consent ledger, inbound keywords and the send-time gate.
+"""The phones agent: consent ledger, inbound keywords and the send-time compliance gate.
 
-It reads ``phone-updates`` (consent and customer links from identify, provider opt-outs),
-``inbound`` (texts from the webhook), ``sends`` (from the flow engine) and
-``phone-timers`` (deferred sends that are due), all keyed by E.164 phone. Everything that
-must be true at the moment of sending — consent, quiet hours, caps, duplicates — is decided
-here, from the phone's current state, even for a message scheduled days ago. Approved sends
-go to ``dispatch`` (also keyed by phone), where the dispatcher re-checks consent just before
-calling Twilio.
+Reads ``phone-updates`` (consent and customer links from identify, provider opt-outs),
+``inbound`` (texts from the webhook), ``sends`` (from the flow engine), ``phone-timers``
+(deferred and parked sends that are due) and ``phone-rehome`` (inbound texts and sends
+that arrived off their phone's partition), all keyed by E.164 phone. Everything that
+must hold at the moment of sending (consent, quiet hours, caps, duplicates) is decided
+here from the phone's one record, even for a message scheduled days ago. Approved sends
+go to ``dispatch``; the dispatcher re-checks consent just before calling the provider.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import time
+from typing import Any
 
-import orjson
+import msgspec
 
+from smsflow.clock import iso
 from smsflow.core import consent as core_consent
 from smsflow.core import gate as core_gate
 from smsflow.core import phones as core_phones
 from smsflow.core import replies as core_replies
 from smsflow.core import segments as core_segments
 from smsflow.core import timers as core_timers
-from smsflow.streams.runtime import Runtime, iso
-from smsflow.streams.state import BatchCache
+from smsflow.core.records.base import decode
+from smsflow.core.records.outcomes import Outcome
+from smsflow.core.records.phones import ConsentChange, InboundText, PhoneUpdate
+from smsflow.core.records.sends import (DeferredRef, DeferredSend, DispatchCommand, GateVerdict,
+                                        ParkedDecision, PhoneState, SendCommand, SentRecord)
+from smsflow.core.records.timers import TimerFire
+from smsflow.streams import metrics
+from smsflow.streams.batch import BatchContext, InRecord
+from smsflow.streams.lanes import RecordAgent
+from smsflow.streams.partitioning import home
+from smsflow.streams.runtime import Runtime
+from smsflow.streams.tables import PHONE_TIMERS, PHONES
 
 log = logging.getLogger("smsflow.phones")
 
 HISTORY_SECONDS = 8 * 86400   # longest cap window (7 d) plus a margin
 HISTORY_MAX = 200
-SEND_REQUIRED = ("idempotency_key", "phone", "category", "body")
+HANDLED_MAX = 2000            # gate decisions remembered per phone (redelivered sends)
+INBOUND_SECONDS = 30 * 86400  # inbound MessageSids remembered per phone (replayed webhooks)
+INBOUND_MAX = 500
+ROLE_HEADER = "smsflow-role"
 
 
-def register(rt: Runtime):
-    s = rt.settings
-    roles = {s.topic("phone-updates"): "update", s.topic("inbound"): "inbound",
-             s.topic("sends"): "send", s.topic("phone-timers"): "timer"}
-    channel = rt.app.topic(*roles, partitions=s.partitions, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")
+class PhonesAgent(RecordAgent):
+    name = "phones"
+    roles = ("phone-updates", "inbound", "sends", "phone-timers", "phone-rehome")
 
-    @rt.app.agent(channel, name="phones", concurrency=1)
-    async def phones(stream):
-        async for events in stream.take_events(s.batch_size, s.batch_within):
-            t0 = time.perf_counter()
-            batch = PhoneBatch(rt)
-            for ev in events:
-                role = roles.get(ev.message.topic, "send")
-                try:
-                    batch.handle(role, ev)
-                except Exception as exc:  # noqa: BLE001 - never let one message kill the agent
-                    log.exception("phones: failed on %s", ev.message.topic)
-                    rt.dead_letter(ev.message, "internal_error", repr(exc), stage=f"phones.{role}")
-            batch.flush()
-            await rt.drain()
-            rt.stats.observe("phones", len(events), time.perf_counter() - t0)
-
-    return phones
-
-
-class PhoneBatch:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.settings = rt.settings
+        self.batch_size = rt.settings.batch_size
         self.policy = rt.extras["policy"]
         self.ticker = rt.extras.get("phone_ticker")
-        self.consent = BatchCache(rt.tables["consent"])
-        self.state = BatchCache(rt.tables["phone_state"])
-        self.timers = BatchCache(rt.tables["phone_timers"])
+        self.double_opt_in_sources = tuple(rt.settings.double_opt_in_sources)
 
-    def handle(self, role: str, ev) -> None:
+    # -- inputs ------------------------------------------------------------------------
+    def on_phone_updates(self, rec: InRecord, ctx: BatchContext) -> None:
         try:
-            record = orjson.loads(ev.message.value)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-            self.rt.dead_letter(ev.message, "malformed_json", str(exc), stage=f"phones.{role}")
+            update = decode(rec.value or b"", PhoneUpdate)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            ctx.dead_letter(rec, "invalid_phone_update", str(exc), "phones.update")
             return
-        getattr(self, f"on_{role}")(ev, record)
-
-    # -- consent -----------------------------------------------------------------------
-    def on_update(self, ev, change: dict) -> None:
-        phone = change.get("phone") or _key(ev)
+        state = self.state(ctx, update.phone)
         try:
-            self.apply_change(ev, phone, change)
+            self.apply_change(ctx, state, update.phone, update.change)
         except core_consent.InvalidConsent as exc:
-            self.rt.dead_letter(ev.message, "invalid_consent_change", exc.reason, stage="phones.update")
+            ctx.dead_letter(rec, "invalid_consent_change", exc.reason, "phones.update")
+            return
+        ctx.put(PHONES, update.phone, state)
 
-    def on_inbound(self, ev, inbound: dict) -> None:
-        raw_from = inbound.get("From")
+    def on_inbound(self, rec: InRecord, ctx: BatchContext, may_rehome: bool = True) -> None:
         try:
-            phone = core_phones.to_e164(raw_from, self.rt.settings.default_region)
+            inbound = decode(rec.value or b"", InboundText)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            ctx.dead_letter(rec, "invalid_inbound", str(exc), "phones.inbound")
+            return
+        try:
+            phone = core_phones.to_e164(inbound.from_, self.settings.default_region)
         except core_phones.InvalidPhone as exc:
-            self.rt.dead_letter(ev.message, "invalid_phone", exc.reason, stage="phones.inbound")
+            ctx.dead_letter(rec, "invalid_phone", exc.reason, "phones.inbound")
             return
-        inbound.setdefault("received_at", iso(self.rt.clock.now()))
-        ledger = self.consent.get(phone, ev)
+        if not self.at_home(rec, ctx, phone, "inbound", may_rehome):
+            return
+        state = self.state(ctx, phone)
+        if inbound.message_sid in state.inbound:
+            metrics.OUTCOMES.labels("replayed_inbound", "").inc(0)  # counted in the DLQ below
+            return  # a replayed or re-delivered webhook: applied once already
+        self.remember_inbound(state, inbound.message_sid, ctx.now)
         try:
-            change = core_consent.inbound_change(inbound, ledger)
+            change = core_consent.inbound_change(inbound, state.ledger)
         except core_consent.InvalidConsent as exc:
-            self.rt.dead_letter(ev.message, "invalid_inbound", exc.reason, stage="phones.inbound")
+            ctx.dead_letter(rec, "invalid_inbound", exc.reason, "phones.inbound")
             return
         if change is None:
-            for customer_id in core_consent.linked_customers(ledger) or [None]:
-                self.rt.outcome({"type": "replied", "customer_id": customer_id,
-                                 "reason": "free_text", "message_sid": inbound.get("MessageSid"),
-                                 "phone_masked": core_phones.mask(phone),
-                                 "event_time": inbound.get("received_at")})
-            return
-        self.apply_change(ev, phone, change)
-
-    def apply_change(self, ev, phone: str, change: dict) -> None:
-        ledger = self.consent.get(phone, ev)
-        now = self.rt.clock.now()
-        if change.get("double_opt_in"):
-            sources = {change.get("source")}
+            for customer_id in core_consent.linked_customers(state.ledger) or [None]:
+                ctx.outcome(Outcome(type="replied", customer_id=customer_id, reason="free_text",
+                                    message_sid=inbound.message_sid,
+                                    phone_masked=core_phones.mask(phone),
+                                    event_time=inbound.received_at))
         else:
-            sources = self.rt.extras.get("double_opt_in_sources", ())
-        new, kind = core_consent.apply(ledger, change, now=now, double_opt_in_sources=sources)
-        self.consent.set(phone, new, ev)
+            self.apply_change(ctx, state, phone, change)
+        ctx.put(PHONES, phone, state)
+
+    def on_sends(self, rec: InRecord, ctx: BatchContext, may_rehome: bool = True) -> None:
+        try:
+            send = decode(rec.value or b"", SendCommand)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            ctx.dead_letter(rec, "invalid_send", str(exc), "phones.send")
+            return
+        if not send.idempotency_key or not send.phone or not send.body:
+            ctx.dead_letter(rec, "invalid_send", "idempotency_key, phone and body are required",
+                            "phones.send")
+            return
+        if not self.at_home(rec, ctx, send.phone, "sends", may_rehome):
+            return
+        state = self.state(ctx, send.phone)
+        if send.idempotency_key in state.handled:
+            return  # redelivered: decided already (its dispatch was durable before this mark)
+        self.gate(ctx, state, send, attempt=0)
+        ctx.put(PHONES, send.phone, state)
+
+    def on_phone_rehome(self, rec: InRecord, ctx: BatchContext) -> None:
+        role = (rec.header(ROLE_HEADER) or b"").decode()
+        if role == "inbound":
+            self.on_inbound(rec, ctx, may_rehome=False)
+        elif role == "sends":
+            self.on_sends(rec, ctx, may_rehome=False)
+        else:
+            ctx.dead_letter(rec, "unknown_role", f"re-homed record with role {role!r}", "phones.rehome")
+
+    def on_phone_timers(self, rec: InRecord, ctx: BatchContext) -> None:
+        key = decode(rec.value or b"", TimerFire).timer_key
+        if self.ticker is not None:
+            self.ticker.acted(key)
+        timer = ctx.get(PHONE_TIMERS, key)
+        if timer is None:
+            return
+        ctx.delete(PHONE_TIMERS, key)
+        phone = core_timers.decode(key).owner
+        state = self.state(ctx, phone)
+        if isinstance(timer, ParkedDecision):
+            self.decide_parked(ctx, state, phone)
+        else:
+            send = timer.send
+            state.deferred = [d for d in state.deferred
+                              if d.idempotency_key != send.idempotency_key or d.parked]
+            self.gate(ctx, state, send, attempt=timer.attempt + 1)
+        ctx.put(PHONES, phone, state)
+
+    def at_home(self, rec: InRecord, ctx: BatchContext, phone: str, role: str, may_rehome: bool) -> bool:
+        """True if this partition holds ``phone``'s state; else forward the record there."""
+        if rec.partition == home(phone, self.settings.partitions):
+            return True
+        if may_rehome:
+            ctx.send("phone-rehome", phone, rec.value or b"", headers=[(ROLE_HEADER, role.encode())])
+            metrics.REKEYED.labels(rec.topic).inc()
+        else:
+            ctx.dead_letter(rec, "wrong_partition", f"phone belongs to partition "
+                            f"{home(phone, self.settings.partitions)}", f"phones.{role}")
+        return False
+
+    def state(self, ctx: BatchContext, phone: str) -> PhoneState:
+        state = ctx.get(PHONES, phone) or PhoneState()
+        _prune(state, ctx.now)
+        return state
+
+    @staticmethod
+    def remember_inbound(state: PhoneState, sid: str, now: float) -> None:
+        state.inbound[sid] = now
+        if len(state.inbound) > INBOUND_MAX:
+            for old in sorted(state.inbound, key=state.inbound.__getitem__)[:-INBOUND_MAX]:
+                del state.inbound[old]
+
+    # -- consent -----------------------------------------------------------------------
+    def apply_change(self, ctx: BatchContext, state: PhoneState, phone: str,
+                     change: ConsentChange) -> None:
+        if isinstance(change, core_consent.ConsentTraitChange) and change.double_opt_in:
+            sources: tuple[str, ...] = (change.source,)
+        else:
+            sources = self.double_opt_in_sources
+        new, kind = core_consent.apply(state.ledger, change, now=ctx.now,
+                                       double_opt_in_sources=sources)
+        state.ledger = new
         if kind is None:
             return
-        customers = core_consent.linked_customers(new) or [change.get("customer_id")]
-        for customer_id in customers:
-            self.rt.outcome({
-                "type": kind, "customer_id": customer_id,
-                "reason": change.get("keyword") or change.get("source") or change.get("kind"),
-                "phone_masked": core_phones.mask(phone),
-                "error_code": change.get("error_code"),
-                "message_sid": change.get("message_sid"),
-                "event_time": iso(change.get("timestamp")),
-                "details": {"source": change.get("source") or new.get("source"),
-                            "keyword": change.get("keyword")}})
+        customer_id = getattr(change, "customer_id", None)
+        keyword = getattr(change, "keyword", None)
+        source = getattr(change, "source", None)
+        sid = getattr(change, "message_sid", None)
+        error_code = getattr(change, "error_code", None)
+        for customer in core_consent.linked_customers(new) or [customer_id]:
+            ctx.outcome(Outcome(
+                type=kind,  # type: ignore[arg-type]
+                customer_id=customer, reason=keyword or source or type(change).__name__,
+                phone_masked=core_phones.mask(phone), error_code=error_code, message_sid=sid,
+                event_time=iso(change.timestamp, "milliseconds"),
+                details={"source": source or new.source, "keyword": keyword}))
         if core_consent.reply_due(change, kind):
-            self.reply(ev, phone, kind, change)
+            self.reply(ctx, state, phone, kind, change)
 
-    def reply(self, ev, phone: str, kind: str, change: dict) -> None:
+    def reply(self, ctx: BatchContext, state: PhoneState, phone: str, kind: str,
+              change: ConsentChange) -> None:
         """One confirmation text per keyword event (never marketing, allowed after STOP)."""
         brand = self.policy.brand
         body = core_replies.reply_for(kind, brand.name, brand.help_contact or brand.name)
-        ref = change.get("message_sid") or f"{phone}:{change.get('timestamp')}"
-        customers = core_consent.linked_customers(self.consent.get(phone, ev))
-        self.dispatch(phone, {
-            "idempotency_key": f"reply:{kind}:{ref}", "customer_id": customers[0] if customers else None,
-            "phone": phone, "category": "transactional", "kind": "reply", "reply_to": kind,
-            "body": body, "media_urls": [], "priority": 100, "flow_id": None,
-            "step_id": None, "enrollment_id": None, "variant": None},
-            sender=self.policy.sender_for("transactional", _country(phone), phone))
+        sid = getattr(change, "message_sid", None)
+        ref = sid or hashlib.sha256(f"{phone}|{change.timestamp}".encode()).hexdigest()[:20]
+        customers = core_consent.linked_customers(state.ledger)
+        send = SendCommand(idempotency_key=f"reply:{kind}:{ref}",
+                           customer_id=customers[0] if customers else "", phone=phone,
+                           category="transactional", body=body, variant=None, priority=100,
+                           created_at=iso(ctx.now, "milliseconds"))
+        sender = self.policy.sender_for("transactional", _country(phone), phone)
+        self.dispatch(ctx, send, sender, kind="reply", reply_to=kind)
 
     # -- gate --------------------------------------------------------------------------
-    def on_send(self, ev, send: dict) -> None:
-        missing = [f for f in SEND_REQUIRED if not send.get(f)]
-        if missing:
-            self.rt.dead_letter(ev.message, "invalid_send", f"missing {', '.join(missing)}",
-                                stage="phones.send")
-            return
-        self.gate(ev, send)
-
-    def on_timer(self, ev, record: dict) -> None:
-        key = record["timer_key"]
-        if self.ticker is not None:
-            self.ticker.acted(key)
-        deferred = self.timers.get(key, ev)
-        if deferred is None:
-            return
-        self.timers.delete(key, ev)
-        send = deferred["send"]
-        if deferred.get("dispatch_retry"):  # a Twilio retry: gated already, consent re-checked at dispatch
-            self.rt.send("dispatch", send["phone"], send)
-            return
-        state = self.state.get(send["phone"], ev) or _new_state()
-        state["deferred"] = [d for d in state["deferred"] if d["idempotency_key"] != send["idempotency_key"]]
-        self.state.set(send["phone"], state, ev)
-        self.gate(ev, send, attempt=deferred.get("attempt", 0) + 1)
-
-    def gate(self, ev, send: dict, attempt: int = 0) -> None:
-        phone = send["phone"]
-        now = self.rt.clock.now()
-        ok, reason = core_consent.may_send(self.consent.get(phone, ev), send["category"])
-        if not ok:
-            self.verdict_outcome(send, "suppressed", reason)
-            return
-        problem = core_segments.check_message(send["body"], send.get("media_urls") or ())
-        if problem:
-            self.verdict_outcome(send, "suppressed", problem)
-            return
+    def gate(self, ctx: BatchContext, state: PhoneState, send: SendCommand, attempt: int,
+             contest: bool = True) -> None:
+        now = ctx.now
+        key = send.idempotency_key
+        state.handled[key] = now
+        ok, reason = core_consent.may_send(state.ledger, send.category)
+        if ok:
+            problem = core_segments.check_message(send.body, send.media_urls)
+            if problem:
+                self.verdict(ctx, send, GateVerdict(action="suppress", reason=problem))
+                return
         try:
-            info = core_phones.normalize(phone, send.get("country"), self.rt.settings.default_region)
+            info = core_phones.normalize(send.phone, send.country, self.settings.default_region)
         except core_phones.InvalidPhone as exc:
-            self.verdict_outcome(send, "suppressed", f"invalid_phone:{exc.reason}")
+            self.verdict(ctx, send, GateVerdict(action="suppress", reason=f"invalid_phone:{exc.reason}"))
             return
-        state = self.state.get(phone, ev) or _new_state()
-        _prune(state, now)
-        verdict = core_gate.decide(send, True, info.to_dict(), send.get("timezone"),
-                                   state["recent"], self.policy, now, pending=state["deferred"])
+        verdict = core_gate.decide(send, state.ledger, info, send.timezone, state.recent,
+                                   self.policy, now, pending=state.deferred, contest=contest)
         if verdict.action == "send":
-            state["recent"].append({"t": now, "category": send["category"],
-                                    "priority": send.get("priority", 0),
-                                    "idempotency_key": send["idempotency_key"]})
-            self.state.set(phone, state, ev)
+            state.recent.append(SentRecord(t=now, category=send.category, priority=send.priority,
+                                           idempotency_key=key))
             sender = next((s for s in self.policy.senders if s.number == verdict.sender), None)
-            self.dispatch(phone, send, sender)
-        elif verdict.action == "defer":
-            key = core_timers.encode(verdict.not_before, phone, send["idempotency_key"])
-            self.timers.set(key, {"send": send, "attempt": attempt, "reason": verdict.reason}, ev)
-            state["deferred"].append({"category": send["category"], "priority": send.get("priority", 0),
-                                      "idempotency_key": send["idempotency_key"],
-                                      "not_before": verdict.not_before})
-            self.state.set(phone, state, ev)
-            self.verdict_outcome(send, "deferred", verdict.reason,
-                                 {"not_before": iso(verdict.not_before), "attempt": attempt,
-                                  **dict(verdict.details)})
-        else:
-            kind = "dropped" if verdict.action == "drop" else "suppressed"
-            self.verdict_outcome(send, kind, verdict.reason, dict(verdict.details))
-
-    def dispatch(self, phone: str, send: dict, sender) -> None:
-        if sender is None:
-            self.verdict_outcome(send, "dropped", "no_sender")
+            self.dispatch(ctx, send, sender)
+            metrics.GATE_VERDICTS.labels("send", "").inc()
             return
-        analysis = core_segments.analyze(send["body"])
-        self.rt.send("dispatch", phone, {
-            **send, "sender": sender.number, "sender_mps": sender.mps,
-            "segments": analysis.segments, "encoding": analysis.encoding,
-            "gated_at": self.rt.clock.now()})
+        if verdict.action in ("defer", "park") and verdict.not_before is not None:
+            parked = verdict.action == "park"
+            if parked:
+                state.parked.append(send)
+                timer_key = core_timers.encode(verdict.not_before, send.phone, "decide")
+                ctx.put(PHONE_TIMERS, timer_key, ParkedDecision(phone=send.phone))
+            else:
+                timer_key = core_timers.encode(verdict.not_before, send.phone, key)
+                ctx.put(PHONE_TIMERS, timer_key, DeferredSend(send=send, attempt=attempt,
+                                                              reason=verdict.reason))
+            state.deferred.append(DeferredRef(idempotency_key=key, category=send.category,
+                                              priority=send.priority,
+                                              not_before=verdict.not_before, parked=parked))
+            verdict.details.update(until=iso(verdict.not_before, "milliseconds"), attempt=attempt)
+        self.verdict(ctx, send, verdict)
 
-    def verdict_outcome(self, send: dict, kind: str, reason: str | None, details: dict | None = None) -> None:
-        self.rt.outcome({
-            "type": kind, "customer_id": send.get("customer_id"), "flow_id": send.get("flow_id"),
-            "enrollment_id": send.get("enrollment_id"), "step_id": send.get("step_id"),
-            "variant": send.get("variant"), "reason": reason,
-            "idempotency_key": send.get("idempotency_key"),
-            "phone_masked": core_phones.mask(send.get("phone")),
-            "event_time": send.get("created_at"), "details": details or {}})
+    def decide_parked(self, ctx: BatchContext, state: PhoneState, phone: str) -> None:
+        """The minute is over: parked sends take the contested slots by priority."""
+        due = [s for s in state.parked]
+        state.parked = []
+        keys = {s.idempotency_key for s in due}
+        state.deferred = [d for d in state.deferred if not (d.parked and d.idempotency_key in keys)]
+        for send in sorted(due, key=lambda s: core_gate.rank(s.priority, s.idempotency_key)):
+            self.gate(ctx, state, send, attempt=1, contest=False)
 
-    def flush(self) -> None:
-        self.consent.flush()
-        self.state.flush()
-        self.timers.flush()
+    def dispatch(self, ctx: BatchContext, send: SendCommand, sender: Any, kind: str = "flow",
+                 reply_to: str | None = None) -> None:
+        if sender is None:
+            self.verdict(ctx, send, GateVerdict(action="drop", reason="no_sender"))
+            return
+        analysis = core_segments.analyze(send.body)
+        ctx.send("dispatch", send.phone, DispatchCommand(
+            send=send, sender=sender.number, sender_mps=sender.mps, segments=analysis.segments,
+            encoding=analysis.encoding,  # type: ignore[arg-type]
+            gated_at=ctx.now, kind=kind,  # type: ignore[arg-type]
+            reply_to=reply_to))
+
+    def verdict(self, ctx: BatchContext, send: SendCommand, verdict: GateVerdict) -> None:
+        kinds = {"defer": "deferred", "park": "deferred", "drop": "dropped", "suppress": "suppressed"}
+        kind = kinds.get(verdict.action, "suppressed")
+        metrics.GATE_VERDICTS.labels(verdict.action, metrics.reason_label(verdict.reason)).inc()
+        ctx.outcome(Outcome(
+            type=kind,  # type: ignore[arg-type]
+            customer_id=send.customer_id or None, flow_id=send.flow_id,
+            enrollment_id=send.enrollment_id, step_id=send.step_id, variant=send.variant,
+            reason=verdict.reason, idempotency_key=send.idempotency_key,
+            phone_masked=core_phones.mask(send.phone), event_time=send.created_at,
+            details=dict(verdict.details)))
 
 
-def _new_state() -> dict:
-    return {"recent": [], "deferred": []}
-
-
-def _prune(state: dict, now: float) -> None:
-    state.setdefault("deferred", [])
-    recent = [r for r in state.get("recent", []) if now - r["t"] < HISTORY_SECONDS]
-    state["recent"] = recent[-HISTORY_MAX:]
-
-
-def _key(ev) -> str:
-    return ev.message.key.decode() if ev.message.key else ""
+def _prune(state: PhoneState, now: float) -> None:
+    recent = [r for r in state.recent if now - r.t < HISTORY_SECONDS]
+    state.recent = recent[-HISTORY_MAX:]
+    if len(state.handled) > HANDLED_MAX or any(now - t > HISTORY_SECONDS for t in state.handled.values()):
+        kept = sorted(((t, k) for k, t in state.handled.items() if now - t <= HISTORY_SECONDS))
+        state.handled = {k: t for t, k in kept[-HANDLED_MAX:]}
+    if state.inbound and any(now - t > INBOUND_SECONDS for t in state.inbound.values()):
+        state.inbound = {k: t for k, t in state.inbound.items() if now - t <= INBOUND_SECONDS}
 
 
 def _country(phone: str) -> str | None:
@@ -257,3 +310,7 @@ def _country(phone: str) -> str | None:
         return core_phones.normalize(phone).country
     except core_phones.InvalidPhone:
         return None
+
+
+def build(rt: Runtime) -> Any:
+    return PhonesAgent(rt)

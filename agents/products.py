@@ -1,58 +1,73 @@
-"""The product-keyed agent: back-in-stock wait lists and their fan-out.
+"""The products agent: back-in-stock wait lists and their fan-out.
 
-Customers' "Back In Stock Requested" events arrive keyed by product id; a product-level
-"Back In Stock" event is delivered once to every waiting customer on the customer-fanout
-topic (keyed by customer id), carrying the product's latest stock facts so a flow can
-re-check stock before a second message.
+Customers' "Back In Stock Requested" events arrive keyed by product id and become one
+wait-list entry each (one key per waiting customer: a popular product never grows one
+record past the broker's limit). A product-level "Back In Stock" event is delivered to
+every waiting customer on ``customer-fanout`` (keyed by customer id), carrying the
+product's latest stock facts so a flow can re-check stock before a second message.
+Entries older than :data:`WAIT_DAYS` are removed when the product next restocks.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
-import orjson
+import msgspec
 
+from smsflow.core.records.base import decode
+from smsflow.core.records.events import IngestedEvent
+from smsflow.core.records.products import ProductMessage, ProductState, StockRequest, Waiting
+from smsflow.streams.batch import BatchContext, InRecord
+from smsflow.streams.lanes import RecordAgent
 from smsflow.streams.runtime import Runtime
-from smsflow.streams.state import BatchCache
+from smsflow.streams.tables import PRODUCTS, WAITLISTS
 
-log = logging.getLogger("smsflow.products")
-MAX_WAITING = 50_000
-
-
-def register(rt: Runtime):
-    s = rt.settings
-
-    @rt.app.agent(rt.topics["products"], name="products", concurrency=1)
-    async def products(stream):
-        async for events in stream.take_events(s.batch_size, s.batch_within):
-            table = BatchCache(rt.tables["products"])
-            for ev in events:
-                try:
-                    handle(rt, table, ev, orjson.loads(ev.message.value))
-                except Exception as exc:  # noqa: BLE001
-                    log.exception("products: failed")
-                    rt.dead_letter(ev.message, "internal_error", repr(exc), stage="products")
-            table.flush()
-            await rt.drain()
-
-    return products
+WAIT_DAYS = 90
 
 
-def handle(rt: Runtime, table: BatchCache, ev, record: dict) -> None:
-    product_id = str(record.get("product_id") or (record.get("properties") or {}).get("product_id"))
-    product = table.get(product_id, ev) or {"product_id": product_id, "waiting": {}, "stock": {}}
-    if record.get("kind") == "subscribe":
-        product["waiting"][record["customer_id"]] = record["ts"]
-        if len(product["waiting"]) > MAX_WAITING:
-            oldest = sorted(product["waiting"].items(), key=lambda kv: kv[1])[: -MAX_WAITING]
-            for customer_id, _ in oldest:
-                del product["waiting"][customer_id]
-    elif record.get("event") == "Back In Stock":
-        props = record.get("properties") or {}
-        product["stock"] = {k: v for k, v in props.items() if k != "product_id"}
-        for customer_id in sorted(product["waiting"]):
-            rt.send("customer-fanout", customer_id, {
-                **record, "userId": customer_id,
-                "messageId": f"{record['messageId']}:{customer_id}",
-                "properties": {**props, "product_id": product_id}})
-    table.set(product_id, product, ev)
+def wait_prefix(product_id: str) -> str:
+    return f"{len(product_id)}:{product_id}|"
+
+
+def wait_key(product_id: str, customer_id: str) -> str:
+    return wait_prefix(product_id) + customer_id
+
+
+class ProductsAgent(RecordAgent):
+    name = "products"
+    roles = ("products",)
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.batch_size = rt.settings.batch_size
+
+    def on_products(self, rec: InRecord, ctx: BatchContext) -> None:
+        try:
+            message = decode(rec.value or b"", ProductMessage)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            ctx.dead_letter(rec, "invalid_product_message", str(exc), "products")
+            return
+        if isinstance(message, StockRequest):
+            ctx.put(WAITLISTS, wait_key(message.product_id, message.customer_id),
+                    Waiting(customer_id=message.customer_id, since=message.ts))
+            return
+        pid = message.product_id
+        state = ctx.get(PRODUCTS, pid) or ProductState(product_id=pid)
+        state.stock = {k: v for k, v in message.properties.items() if k != "product_id"}
+        state.updated_at = message.ts
+        ctx.put(PRODUCTS, pid, state)
+        prefix = wait_prefix(pid)
+        stop = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        for key, waiting in list(ctx.scan(WAITLISTS, prefix, stop)):
+            if ctx.now - waiting.since > WAIT_DAYS * 86400:
+                ctx.delete(WAITLISTS, key)
+                continue
+            customer_id = waiting.customer_id
+            ctx.send("customer-fanout", customer_id, IngestedEvent(
+                kind="track", message_id=f"{message.message_id}:{customer_id}",
+                user_id=customer_id, event=message.event, timestamp=message.timestamp,
+                ts=message.ts, properties={**message.properties, "product_id": pid}))
+
+
+def build(rt: Runtime) -> Any:
+    return ProductsAgent(rt)

@@ -21,6 +21,7 @@ shortening, smart encoding) defeat the match; callers pass the body they sent.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -39,6 +40,20 @@ from smsflow.core.segments import analyze
 _logger = logging.getLogger("smsflow.twilio")
 TWILIO_HOST = re.compile(r"^https://[A-Za-z0-9.-]*\.twilio\.com")
 RECONCILE_SKEW = 120.0  # seconds of clock difference tolerated between us and Twilio
+AUTH_STATUSES = {401, 403}
+AUTH_CODES = {20003, 20005}  # authenticate / account not active
+# The last response's Retry-After, per task: twilio-python's exceptions drop the headers.
+_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar("retry_after",
+                                                                          default=None)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is rare at Twilio and read as None)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 3600 else None
 
 
 def _pairs(data: Mapping | None) -> list[tuple[str, str]]:
@@ -85,6 +100,7 @@ class TwilioAsyncHttp(AsyncHttpClient):
                 method.upper(), url, params=_pairs(params) or None, data=body, headers=headers,
                 allow_redirects=allow_redirects,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+            _retry_after.set(_parse_retry_after(resp.headers.get("Retry-After")))
             return Response(resp.status, await resp.text(), resp.headers)
 
     async def close(self) -> None:
@@ -98,7 +114,9 @@ class SendResult:
 
     ``status`` is Twilio's message status, or ``error`` (Twilio answered an error), or
     the transport ``failure``: ``connect`` (nothing sent), ``timeout`` / ``disconnect``
-    (maybe sent). ``segments`` and ``encoding`` are computed locally before sending.
+    (maybe sent). ``segments`` and ``encoding`` are computed locally before sending;
+    ``provider_segments`` is what Twilio reported (None when it did not say).
+    ``retry_after`` is the answer's Retry-After header in seconds, if any.
     """
 
     sid: str | None
@@ -109,9 +127,16 @@ class SendResult:
     encoding: str = "GSM-7"
     error_message: str | None = None
     failure: str | None = None
+    provider_segments: int | None = None
+    retry_after: float | None = None
 
     def classify(self) -> Classification:
         return classify(self.http_status, self.error_code, self.failure)
+
+    @property
+    def auth_failed(self) -> bool:
+        """Bad or rotated credentials: no message can go out until they work again."""
+        return self.http_status in AUTH_STATUSES or self.error_code in AUTH_CODES
 
 
 class TwilioLookupError(RuntimeError):
@@ -158,12 +183,14 @@ class TwilioSender:
         if status_callback:
             kwargs["status_callback"] = status_callback_url(status_callback, idempotency_key,
                                                             customer_id)
+        _retry_after.set(None)
         try:
             msg = await self.client.messages.create_async(**kwargs)
         except (TwilioRestException, TwilioServiceException) as exc:
             code = exc.code if exc.code != exc.status else None
             return SendResult(None, "error", code, exc.status, segments, encoding,
-                              getattr(exc, "msg", None) or getattr(exc, "title", None))
+                              getattr(exc, "msg", None) or getattr(exc, "title", None),
+                              retry_after=_retry_after.get())
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             failure = _transport_failure(exc)
             return SendResult(None, failure, None, None, segments, encoding, repr(exc), failure)
@@ -184,9 +211,9 @@ class TwilioSender:
         """
         try:
             recent = await self.client.messages.list_async(to=to, limit=limit)
-        except (TwilioRestException, TwilioServiceException, aiohttp.ClientError,
-                asyncio.TimeoutError, TimeoutError) as exc:
-            raise TwilioLookupError(f"lookup for {key} failed: {exc!r}") from exc
+        except (TwilioException, aiohttp.ClientError, asyncio.TimeoutError, TimeoutError,
+                ValueError) as exc:  # TwilioException: a failed page of the list
+            raise TwilioLookupError(f"lookup failed: {type(exc).__name__}") from exc
         for msg in recent:  # newest first
             created = msg.date_created.timestamp() if msg.date_created else None
             if (msg.body == body and str(msg.direction or "").startswith("outbound")
@@ -198,9 +225,12 @@ class TwilioSender:
 
     @staticmethod
     def _result(msg, encoding: str, segments: int, http_status: int) -> SendResult:
-        twilio_segments = int(msg.num_segments or 0)
-        return SendResult(msg.sid, str(msg.status), msg.error_code, http_status,
-                          twilio_segments or segments, encoding, msg.error_message)
+        try:
+            reported = int(msg.num_segments or 0) or None
+        except (TypeError, ValueError):
+            reported = None
+        return SendResult(msg.sid, str(msg.status), msg.error_code, http_status, segments,
+                          encoding, msg.error_message, provider_segments=reported)
 
     async def close(self) -> None:
         await self.http.close()

@@ -1,4 +1,12 @@
-"""The Faust app factory: settings -> app with topics, tables and agents wired.
+"""The Faust app factory: settings -> app with topics, tables, lanes and agents wired.
+
+Faust runs the consumer group (membership, assignor with co-partitioning and standbys),
+table assignment and recovery, the web server and the timers. smsflow plugs into it at
+its documented extension points: a transport (``smsflow://``, ``streams/consumer.py``:
+batch delivery, own positions and commits) and a store (``smsflow-rocksdb://``,
+``streams/store.py``: shared memory budget, write batches, bulk restore). Agents are
+lanes (``streams/lanes.py``) fed whole batches; every batch goes through the one commit
+protocol (``streams/commit.py``).
 
 Start-up tuning (measured): Faust's defaults keep a new worker waiting ~30 s for the
 consumer-group join. Short session/rebalance timeouts with a 1 s heartbeat, together with
@@ -9,52 +17,67 @@ timeouts make the group evict a hung worker within ``broker_session_timeout``.
 from __future__ import annotations
 
 import importlib
-import os
 import logging
+from typing import Any
 
 import faust
+from faust.stores import STORES
+from faust.transport.drivers import TRANSPORTS
 
 from smsflow.clock import Clock, clock_from_env
 from smsflow.core.flows.loader import load_dir
-from smsflow.streams import codecs, tables, ticker, topics, web
+from smsflow.streams import tables as table_catalog
+from smsflow.streams import ticker, web
+from smsflow.streams.producer import KafkaProducer
 from smsflow.streams.runtime import Runtime
-from smsflow.streams.settings import Settings
+from smsflow.streams.settings import Settings, broker_host_port
+from smsflow.streams.store import BulkRestorer, RocksTableStore, SharedBudget
 
-AGENT_MODULES = ["smsflow.agents.customers", "smsflow.agents.products", "smsflow.agents.phones", "smsflow.agents.dispatcher",
-                 "smsflow.agents.receipts"]
+AGENT_MODULES = ["smsflow.agents.customers", "smsflow.agents.products", "smsflow.agents.phones",
+                 "smsflow.agents.dispatcher", "smsflow.agents.receipts"]
+TIMER_TABLES = [("customer_timers", "customer-timers", "customer_ticker"),
+                ("phone_timers", "phone-timers", "phone_ticker"),
+                ("dispatch_timers", "dispatch-timers", "dispatch_ticker")]
+
+# The entry points in pyproject.toml register these too; this covers a source checkout
+# that was not reinstalled.
+TRANSPORTS.aliases.setdefault("smsflow", "smsflow.streams.consumer:Transport")
+STORES.aliases.setdefault("smsflow-rocksdb", "smsflow.streams.store:Store")
 
 # Faust logs every publish at DEBUG: never let a stray DEBUG level cost throughput.
 for noisy in ("faust.topics", "faust.transport", "aiokafka", "faust.tables"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def faust_settings(settings: Settings) -> dict:
+def faust_settings(settings: Settings) -> dict[str, Any]:
     return dict(
-        broker=settings.broker,
-        store="rocksdb://",
+        broker=[f"smsflow://{hp}" for hp in broker_host_port(settings.broker).split(",")],
+        store="smsflow-rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,
-        processing_guarantee=settings.processing_guarantee,
+        processing_guarantee="at_least_once",
         autodiscover=False,
         web_enabled=True,
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
+        # no table, router, graph or stats views: no personal data on the web port
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=10.0,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
+        broker_commit_every=None,
+        broker_commit_interval=settings.commit_interval,
+        broker_max_poll_records=5000,
         consumer_auto_offset_reset="earliest",
-        producer_linger_ms=5,
-        producer_threaded=os.environ.get("SMSFLOW_PRODUCER_THREADED", "0") == "1",
-        producer_max_batch_size=256 * 1024,
-        stream_buffer_maxsize=16_384,
-        table_standby_replicas=1,
-        table_key_index_size=100_000,
-        recovery_buffer_size=5_000,
+        stream_wait_empty=True,
+        table_standby_replicas=settings.standby_replicas,
+        recovery_buffer_size=10_000,
         logging_config=None,
     )
 
@@ -63,7 +86,7 @@ class ConfigError(RuntimeError):
     """Flows or policy could not be loaded; the message names file and line."""
 
 
-def load_engine(settings: Settings):
+def load_engine(settings: Settings) -> Any:
     """The flow engine over every flow in ``flows_dir`` (refuse to start on bad flows)."""
     from smsflow.core.flows.engine import FlowEngine
 
@@ -74,36 +97,81 @@ def load_engine(settings: Settings):
                       link_secret=settings.link_secret)
 
 
-def load_policy_file(settings: Settings):
-    """The global policy (quiet hours, state rules, caps, senders); built-in defaults if
-    the configured file does not exist."""
+def load_policy_file(settings: Settings) -> Any:
+    """The global policy (quiet hours, state rules, caps, senders). A missing file is an
+    error unless ``SMSFLOW_POLICY=defaults`` asks for the built-in defaults."""
     from smsflow.core.policy import PolicyError, default_policy, load_policy
 
-    if not settings.policy_file.exists():
+    if str(settings.policy_file) == "defaults":
         return default_policy()
+    if not settings.policy_file.exists():
+        raise ConfigError(f"policy file {settings.policy_file} does not exist (set "
+                          "SMSFLOW_POLICY to a policy file, or to 'defaults' for the "
+                          "built-in defaults)")
     try:
         return load_policy(settings.policy_file)
     except PolicyError as exc:
         raise ConfigError(f"invalid policy: {exc}") from exc
 
 
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """confluent-kafka settings for the broker (security settings included when set)."""
+    try:
+        from smsflow.kafka_config import confluent_config
+    except ImportError:  # before the security settings land
+        return {"bootstrap.servers": settings.bootstrap}
+    result: dict[str, Any] = confluent_config(settings)
+    return result
+
+
+def create_runtime(settings: Settings, clock: Clock, producer: Any) -> Runtime:
+    """The runtime with engine, policy and agents, without Faust (tests use this too)."""
+    rt = Runtime(settings=settings, clock=clock, producer=producer)
+    rt.extras["engine"] = load_engine(settings)
+    rt.extras["policy"] = load_policy_file(settings)
+    return rt
+
+
+def add_agents(rt: Runtime) -> None:
+    for name in AGENT_MODULES:
+        rt.add_agent(importlib.import_module(name).build(rt))
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> faust.App:
     settings = settings or Settings.from_env()
     clock = clock or clock_from_env(settings.clock_speed, settings.clock_origin, settings.clock_epoch)
-    codecs.register()
+    SharedBudget.configure(settings.rocksdb_shared_cache_mb, settings.rocksdb_write_buffers_mb)
     app = faust.App(settings.app_id, **faust_settings(settings))
-    rt = Runtime(app=app, settings=settings, clock=clock,
-                 topics=topics.declare(app, settings), tables=tables.declare(app, settings))
+    client = kafka_client_config(settings)
+    rt = create_runtime(settings, clock, KafkaProducer(client))
+    rt.app = app
     app.smsflow_runtime = rt
-    rt.extras["engine"] = load_engine(settings)
-    rt.extras["policy"] = load_policy_file(settings)
-    rt.extras["double_opt_in_sources"] = settings.double_opt_in_sources
-    customer_ticker = ticker.Ticker(rt, "customer_timers", "customer-timers")
-    phone_ticker = ticker.Ticker(rt, "phone_timers", "phone-timers")
-    rt.extras["customer_ticker"] = customer_ticker
-    rt.extras["phone_ticker"] = phone_ticker
-    ticker.register(rt, [customer_ticker, phone_ticker])
-    for name in AGENT_MODULES:
-        importlib.import_module(name).register(rt)
+    app.smsflow_restorer = BulkRestorer(client)
+    faust_tables = table_catalog.declare(app, settings)
+    rt.stores = {name: RocksTableStore(table) for name, table in faust_tables.items()}
+    tickers = []
+    for table_name, role, extra in TIMER_TABLES:
+        rt.extras[extra] = ticker.Ticker(rt, table_name, role)
+        tickers.append(rt.extras[extra])
+    add_agents(rt)
+    for topic_name in rt.source_topics():
+        app.topics.add(app.topic(topic_name, partitions=settings.partitions, key_type=bytes,
+                                 value_type=bytes, key_serializer="raw", value_serializer="raw"))
+    for lane in rt.lanes:
+        app.task(_starter(lane))
+
+    async def processed(offsets: Any) -> None:
+        await app.consumer.mark_processed(offsets)
+
+    rt.on_processed = processed
+    ticker.register(rt, tickers)
     web.register(rt)
+
     return app
+
+
+def _starter(lane: Any) -> Any:
+    async def start_lane() -> None:
+        lane.start()
+    start_lane.__name__ = f"start_{lane.agent.name}_lane"
+    return start_lane

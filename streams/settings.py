@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smsflow.core.events import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,8 +67,32 @@ class Settings:
     rocksdb_write_buffer_mb: int = 16
     dedupe_window: int = 256
     log_level: str = "info"
-    double_opt_in_sources: tuple = ()
+    double_opt_in_sources: tuple[str, ...] = ()
+    # runtime (commit protocol, lanes, state) -- README "Configuration"
+    standby_replicas: int = 0
+    commit_interval: float = 1.0
+    dispatch_horizon: float = 1.0
+    lane_queue_max: int = 20_000
+    max_record_bytes: int = 900_000
+    max_state_bytes: int = 512 * 1024
+    rocksdb_shared_cache_mb: int = 64
+    rocksdb_write_buffers_mb: int = 64
+    # input limits (smsflow.core.events.Limits) -- README "Security and privacy"
+    max_event_bytes: int = 64 * 1024
+    max_depth: int = 12
+    max_string: int = 4096
+    max_items: int = 200
+    max_money: float = 1e9
     extra: dict = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        """The input limits the event decoder enforces."""
+        from smsflow.core.events import Limits
+
+        return Limits(max_event_bytes=self.max_event_bytes, max_depth=self.max_depth,
+                      max_string=self.max_string, max_items=self.max_items,
+                      max_money=self.max_money)
 
     @property
     def bootstrap(self) -> str:
@@ -116,4 +144,17 @@ class Settings:
             log_level=_env("SMSFLOW_LOG_LEVEL", d.log_level),
             double_opt_in_sources=tuple(
                 x.strip() for x in _env("SMSFLOW_DOUBLE_OPT_IN_SOURCES", "").split(",") if x.strip()),
+            standby_replicas=_env_int("SMSFLOW_STANDBY_REPLICAS", d.standby_replicas),
+            commit_interval=_env_float("SMSFLOW_COMMIT_INTERVAL", d.commit_interval),
+            dispatch_horizon=_env_float("SMSFLOW_DISPATCH_HORIZON", d.dispatch_horizon),
+            lane_queue_max=_env_int("SMSFLOW_LANE_QUEUE_MAX", d.lane_queue_max),
+            max_record_bytes=_env_int("SMSFLOW_MAX_RECORD_BYTES", d.max_record_bytes),
+            max_state_bytes=_env_int("SMSFLOW_MAX_STATE_BYTES", d.max_state_bytes),
+            rocksdb_shared_cache_mb=_env_int("SMSFLOW_ROCKSDB_SHARED_CACHE_MB", d.rocksdb_shared_cache_mb),
+            rocksdb_write_buffers_mb=_env_int("SMSFLOW_ROCKSDB_WRITE_BUFFERS_MB", d.rocksdb_write_buffers_mb),
+            max_event_bytes=_env_int("SMSFLOW_MAX_EVENT_BYTES", d.max_event_bytes),
+            max_depth=_env_int("SMSFLOW_MAX_DEPTH", d.max_depth),
+            max_string=_env_int("SMSFLOW_MAX_STRING", d.max_string),
+            max_items=_env_int("SMSFLOW_MAX_ITEMS", d.max_items),
+            max_money=_env_float("SMSFLOW_MAX_MONEY", d.max_money),
         )

@@ -21,12 +21,16 @@ PUBLIC = {
     "dlq": "as received: rejected input with the reason",
 }
 INTERNAL = {
+    "customer-events": "customer id: events that arrived off their customer's home partition",
     "customer-timers": "customer id: due customer timers (ticker -> flow engine)",
     "customer-fanout": "customer id: product events fanned out to waiting customers",
     "products": "product id: back-in-stock requests and product events",
     "phone-updates": "E.164 phone: consent and customer links for the consent ledger",
-    "phone-timers": "E.164 phone: due deferred sends (ticker -> gate)",
-    "dispatch": "sender number: gate-approved sends for the dispatcher",
+    "phone-rehome": "E.164 phone: inbound texts and sends that arrived off their phone's home partition",
+    "phone-timers": "E.164 phone: due deferred and parked sends (ticker -> gate)",
+    "dispatch": "E.164 phone: gate-approved sends for the dispatcher",
+    "dispatch-timers": "E.164 phone: due provider retries and reconciliations (ticker -> dispatcher)",
+    "receipt-rehome": "message sid: delivery receipts that arrived off their sid's home partition",
     "links": "short code: minted tracked links (compacted)",
 }
 COMPACTED = {"links"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 from smsflow.core.events import parse_time
@@ -93,7 +94,7 @@ class History:
     receipted_sids: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_outcomes(cls, records: Iterable[Mapping]) -> "History":
+    def from_outcomes(cls, records: Iterable[Mapping[str, Any]]) -> "History":
         records = [r for r in records if isinstance(r.get("type"), str)]
         history = cls(customer_id=next((r.get("customer_id") for r in records), None))
         for r in records:
@@ -111,14 +112,14 @@ class History:
         history.touches.sort(key=lambda t: (math.isnan(t.time), t.time))  # untimed last
         return history
 
-    def _add_enrollment(self, r: Mapping) -> None:
+    def _add_enrollment(self, r: Mapping[str, Any]) -> None:
         goal = _number(details(r).get("goal_window_seconds"))
         self.enrollments.setdefault(r["enrollment_id"], Enrollment(
             r["enrollment_id"], r["flow_id"], r.get("variant") or "treatment",
             record_time(r), goal or None))
 
-    def _add_touch(self, r: Mapping, owners: Mapping[str, tuple[str | None, str | None]]) -> None:
-        owner = (owners.get(r.get("message_sid")) or owners.get(r.get("idempotency_key"))
+    def _add_touch(self, r: Mapping[str, Any], owners: Mapping[str, tuple[str | None, str | None]]) -> None:
+        owner = (owners.get(r.get("message_sid") or "") or owners.get(r.get("idempotency_key") or "")
                  or (None, None))
         flow_id = r.get("flow_id") or owner[0]
         enrollment_id = r.get("enrollment_id") or owner[1]
@@ -131,7 +132,7 @@ class History:
         self.touches.append(Touch(r["type"], record_time(r), flow_id, enrollment_id,
                                   r.get("message_sid"), variant))
 
-    def _add_conversion(self, r: Mapping) -> None:
+    def _add_conversion(self, r: Mapping[str, Any]) -> None:
         conv = Conversion(conversion_key(r), record_time(r), _number(r.get("revenue")),
                           r.get("currency"), r.get("flow_id"), r.get("enrollment_id"))
         # Several records may report one order (once per flow); each keeps its own owner.
@@ -143,7 +144,7 @@ class History:
         return enrollment.goal_window or windows.default_goal
 
 
-def record_time(r: Mapping) -> float:
+def record_time(r: Mapping[str, Any]) -> float:
     """Event time of an outcome (processing time if absent); NaN when neither parses."""
     for name in ("event_time", "processing_time"):
         try:
@@ -155,7 +156,7 @@ def record_time(r: Mapping) -> float:
     return math.nan
 
 
-def conversion_key(r: Mapping) -> str:
+def conversion_key(r: Mapping[str, Any]) -> str:
     """The order behind a conversion, so one order reported twice counts once."""
     extra = details(r)
     for name in ("order_id", "message_id", "messageId"):
@@ -164,12 +165,12 @@ def conversion_key(r: Mapping) -> str:
     return str(r.get("idempotency_key") or f"{r.get('event_time')}|{r.get('revenue')}")
 
 
-def details(r: Mapping) -> Mapping:
+def details(r: Mapping[str, Any]) -> Mapping[str, Any]:
     value = r.get("details")
     return value if isinstance(value, Mapping) else {}
 
 
-def _number(value) -> float:
+def _number(value: Any) -> float:
     """A numeric field of a record, 0.0 when absent or not a number (never a crash)."""
     try:
         number = float(value or 0.0)
@@ -178,7 +179,7 @@ def _number(value) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _send_owners(records: list[Mapping]) -> dict[str, tuple[str | None, str | None]]:
+def _send_owners(records: list[Mapping[str, Any]]) -> dict[str, tuple[str | None, str | None]]:
     """message sid / idempotency key -> (flow, enrollment) from send records, for receipts
     and clicks that arrive without them."""
     owners: dict[str, tuple[str | None, str | None]] = {}
@@ -247,9 +248,9 @@ def _last(history: History, at: float, window: float, kinds: tuple[str, ...]) ->
     return best
 
 
-def by_customer(records: Iterable[Mapping]) -> dict[str | None, list[Mapping]]:
+def by_customer(records: Iterable[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
     """Group outcome records by customer id (the outcomes topic's key)."""
-    groups: dict[str | None, list[Mapping]] = defaultdict(list)
+    groups: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         customer_id = r.get("customer_id")
         groups[customer_id if isinstance(customer_id, str) else None].append(r)
@@ -262,7 +263,7 @@ class Attribution:
     touch: list[TouchCredit]
 
 
-def attribute(records: Iterable[Mapping], windows: Windows = Windows()) -> Attribution:
+def attribute(records: Iterable[Mapping[str, Any]], windows: Windows = Windows()) -> Attribution:
     """Goal and touch credit for every customer in an outcome stream."""
     result = Attribution([], [])
     for customer_id, group in by_customer(records).items():

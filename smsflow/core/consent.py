@@ -1,28 +1,18 @@
 """The consent ledger of one phone: current consent, pending double opt-in, linked
-customers and an audit history, as a plain JSON dict (the phones agent stores it in a
-table keyed by the E.164 phone).
+customers and an audit history (``records.phones.ConsentLedger``; the phones agent keeps
+it inside the phone's record, keyed by the E.164 phone).
 
-Ledger shape (all times are epoch seconds, UTC, as floats)::
-
-    {"status": "subscribed" | "unsubscribed" | "never",
-     "source": "checkout" | "keyword" | "provider_keyword" | "provider" | ... | None,
-     "timestamp": event time the current status is effective from (never moves back),
-     "keyword": "STOP" | "START" | "Y" | ... | None,   # keyword that set the status
-     "text": consent text or inbound body (<= 1600 chars) | None,
-     "text_hash": sha256 hex of the full text | None,
-     "updated_at": processing time of the last change (from the caller's clock),
-     "pending": None | {"source", "timestamp", "text", "text_hash", "customer_id",
-                        "requested_at"},          # double opt-in awaiting "Y"
-     "customers": {customer_id: {"linked": bool, "at": event time}},
-     "history": [entry, ...],  # oldest first, at most HISTORY_LIMIT entries
-     "history_dropped": int}   # entries dropped from the front to respect the limit
-
-Changes are dicts too, built by the ``*_change`` helpers below (or received on the
-phone-updates topic in the same shape) and applied with :func:`apply`. Rules:
+Changes are typed records (``records.phones.ConsentChange``), built by the ``*_change``
+helpers below or received on the ``phone-updates`` topic, and applied with :func:`apply`.
+Rules:
 
 * a change older than the current status (by event time) does not overwrite it; it is
   kept in the history as ``ignored_stale``; on a tie an opt-out wins;
-* an opt-out by keyword or by the provider is applied at once whatever its timestamp;
+* an opt-out by keyword or by the provider wins over any consent recorded by the shop
+  (traits), whatever their timestamps; between keywords, provider time decides: a STOP
+  sent before a START that is already applied does not undo the START;
+* trait status ``never`` (the shop has no consent) changes nothing the ledger already
+  knows; ``pending`` asks for a double opt-in confirmation;
 * marketing needs ``subscribed``; transactional needs "not unsubscribed" (:func:`may_send`).
 """
 
@@ -32,13 +22,18 @@ import hashlib
 from collections.abc import Collection
 from datetime import datetime, timezone
 
+import msgspec
+
 from smsflow.clock import iso  # noqa: F401  (part of this module's API)
 from smsflow.core import keywords
+from smsflow.core.records.events import SmsConsent
+from smsflow.core.records.phones import (ConsentChange, ConsentLedger, ConsentTraitChange,
+                                         CustomerLink, InboundText, KeywordChange, LedgerEntry,
+                                         LinkChange, PendingOptIn, ProviderOptOut, UnlinkChange)
 
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 NEVER = "never"
-TRAIT_STATUSES = {SUBSCRIBED, UNSUBSCRIBED}
 
 MARKETING = "marketing"
 TRANSACTIONAL = "transactional"
@@ -53,6 +48,7 @@ REPLY_OUTCOMES = {OPTED_OUT, OPTED_IN, HELP_REQUESTED}
 SOURCE_KEYWORD = "keyword"
 SOURCE_PROVIDER_KEYWORD = "provider_keyword"
 SOURCE_PROVIDER = "provider"
+PHONE_SOURCES = {SOURCE_KEYWORD, SOURCE_PROVIDER_KEYWORD, SOURCE_PROVIDER}  # the owner acted
 
 HISTORY_LIMIT = 200
 TEXT_LIMIT = 1600
@@ -69,27 +65,26 @@ class InvalidConsent(ValueError):
 # --------------------------------------------------------------------------- ledger
 
 
-def new_ledger() -> dict:
+def new_ledger() -> ConsentLedger:
     """The ledger of a phone we know nothing about (status ``never``)."""
-    return {"status": NEVER, "source": None, "timestamp": None, "keyword": None,
-            "text": None, "text_hash": None, "updated_at": None, "pending": None,
-            "customers": {}, "history": [], "history_dropped": 0}
+    return ConsentLedger()
 
 
-def is_pending(ledger: dict | None) -> bool:
+def is_pending(ledger: ConsentLedger | None) -> bool:
     """True while a double opt-in waits for its "Y" reply."""
-    return bool(ledger and ledger.get("pending"))
+    return bool(ledger and ledger.pending)
 
 
-def linked_customers(ledger: dict | None) -> list[str]:
+def linked_customers(ledger: ConsentLedger | None) -> list[str]:
     """Customer ids currently sharing this phone (an opt-out concerns all of them)."""
-    customers = (ledger or {}).get("customers", {})
-    return sorted(cid for cid, link in customers.items() if link["linked"])
+    if ledger is None:
+        return []
+    return sorted(cid for cid, link in ledger.customers.items() if link.linked)
 
 
-def may_send(ledger: dict | None, category: str) -> tuple[bool, str]:
+def may_send(ledger: ConsentLedger | None, category: str) -> tuple[bool, str]:
     """Whether a message of ``category`` may go to this phone, with a reason code."""
-    status = (ledger or {}).get("status", NEVER)
+    status = ledger.status if ledger is not None else NEVER
     if category == TRANSACTIONAL:
         return (False, "opted_out") if status == UNSUBSCRIBED else (True, "not_opted_out")
     if category != MARKETING:
@@ -101,7 +96,7 @@ def may_send(ledger: dict | None, category: str) -> tuple[bool, str]:
     return False, "consent_pending" if is_pending(ledger) else "no_consent"
 
 
-def reply_due(change: dict | None, outcome: str | None) -> bool:
+def reply_due(change: ConsentChange | None, outcome: str | None) -> bool:
     """Whether the outcome of ``change`` calls for one text back to the phone.
 
     Keyword events get exactly one confirmation, except those Twilio matched itself
@@ -109,8 +104,8 @@ def reply_due(change: dict | None, outcome: str | None) -> bool:
     """
     if outcome == CONFIRMATION_REQUESTED:
         return True
-    return (bool(change) and change.get("kind") == "keyword"
-            and change.get("source") == SOURCE_KEYWORD and outcome in REPLY_OUTCOMES)
+    return (isinstance(change, KeywordChange) and change.source == SOURCE_KEYWORD
+            and outcome in REPLY_OUTCOMES)
 
 
 def text_hash(text: str | None) -> str | None:
@@ -121,54 +116,54 @@ def text_hash(text: str | None) -> str | None:
 # -------------------------------------------------------------------------- changes
 
 
-def trait_change(sms_consent: dict, *, event_time: float | str,
-                 customer_id: str | None = None) -> dict:
-    """A change from an identify event's ``traits.sms_consent`` object.
+def trait_change(consent: SmsConsent, *, event_time: float | str,
+                 customer_id: str | None = None) -> ConsentTraitChange:
+    """A change from an identify event's ``traits.sms_consent``.
 
     The consent's own ``timestamp`` is its event time; without one, the identify event's.
+    ``pending`` is a subscription that must be confirmed (double opt-in).
     """
-    if not isinstance(sms_consent, dict):
-        raise InvalidConsent("sms_consent_not_an_object")
-    status = sms_consent.get("status")
-    if status not in TRAIT_STATUSES:
-        raise InvalidConsent("invalid_consent_status")
-    return {"kind": "consent", "status": status,
-            "source": sms_consent.get("source") or "identify",
-            "timestamp": epoch(sms_consent.get("timestamp") or event_time),
-            "text": sms_consent.get("text"), "customer_id": customer_id}
+    status = consent.status
+    return ConsentTraitChange(
+        status="subscribed" if status == "pending" else status,
+        source=consent.source or "identify",
+        timestamp=epoch(consent.timestamp or event_time),
+        text=consent.text, customer_id=customer_id,
+        double_opt_in=consent.double_opt_in or status == "pending")
 
 
-def inbound_change(inbound: dict, ledger: dict | None) -> dict | None:
-    """A change from an inbound text (the webhook's JSON), or None for free text.
+def inbound_change(inbound: InboundText, ledger: ConsentLedger | None) -> KeywordChange | None:
+    """A change from an inbound text, or None for free text.
 
-    The time of the change is the receive time: an opt-out counts from the moment it
-    reached us.
+    The time of the change is when the text first reached us (the webhook stamps it once;
+    a replay keeps the first stamp): an opt-out counts from that moment.
     """
-    found = keywords.classify_inbound(inbound.get("Body"), inbound.get("OptOutType"),
+    found = keywords.classify_inbound(inbound.body, inbound.opt_out_type,
                                       awaiting_confirmation=is_pending(ledger))
     if found.kind == keywords.NONE:
         return None
-    return {"kind": "keyword", "keyword_kind": found.kind, "keyword": found.word,
-            "source": SOURCE_PROVIDER_KEYWORD if found.by_provider else SOURCE_KEYWORD,
-            "timestamp": epoch(inbound.get("received_at")), "text": inbound.get("Body"),
-            "message_sid": inbound.get("MessageSid")}
+    return KeywordChange(keyword_kind=found.kind,  # type: ignore[arg-type]
+                         keyword=found.word,
+                         source="provider_keyword" if found.by_provider else "keyword",
+                         timestamp=epoch(inbound.received_at), text=inbound.body,
+                         message_sid=inbound.message_sid)
 
 
 def provider_opt_out_change(*, timestamp: float | str, error_code: str = "21610",
-                            message_sid: str | None = None) -> dict:
+                            message_sid: str | None = None) -> ProviderOptOut:
     """A change from the provider saying the phone has opted out (Twilio 21610)."""
-    return {"kind": "provider_opt_out", "timestamp": epoch(timestamp),
-            "error_code": str(error_code), "message_sid": message_sid}
+    return ProviderOptOut(timestamp=epoch(timestamp), error_code=str(error_code),
+                          message_sid=message_sid)
 
 
-def link_change(customer_id: str, *, timestamp: float | str) -> dict:
+def link_change(customer_id: str, *, timestamp: float | str) -> LinkChange:
     """This phone now belongs (also) to ``customer_id``."""
-    return {"kind": "link", "customer_id": customer_id, "timestamp": epoch(timestamp)}
+    return LinkChange(customer_id=customer_id, timestamp=epoch(timestamp))
 
 
-def unlink_change(customer_id: str, *, timestamp: float | str) -> dict:
+def unlink_change(customer_id: str, *, timestamp: float | str) -> UnlinkChange:
     """``customer_id`` moved to another phone."""
-    return {"kind": "unlink", "customer_id": customer_id, "timestamp": epoch(timestamp)}
+    return UnlinkChange(customer_id=customer_id, timestamp=epoch(timestamp))
 
 
 def epoch(value: float | int | str | None) -> float:
@@ -189,8 +184,8 @@ def epoch(value: float | int | str | None) -> float:
 # ---------------------------------------------------------------------------- apply
 
 
-def apply(ledger: dict | None, change: dict, *, now: float,
-          double_opt_in_sources: Collection[str] = ()) -> tuple[dict, str | None]:
+def apply(ledger: ConsentLedger | None, change: ConsentChange, *, now: float,
+          double_opt_in_sources: Collection[str] = ()) -> tuple[ConsentLedger, str | None]:
     """Apply ``change``; return the new ledger (the input is not modified) and the
     outcome kind (``opted_out``, ``opted_in``, ``help_requested``,
     ``confirmation_requested``) or None when nothing the phone owner did needs telling.
@@ -198,165 +193,190 @@ def apply(ledger: dict | None, change: dict, *, now: float,
     ``double_opt_in_sources``: consent sources whose subscriptions must be confirmed by a
     "Y" reply before marketing may be sent.
     """
-    handler = _HANDLERS.get(change.get("kind"))
-    if handler is None:
-        raise InvalidConsent("unknown_change_kind")
-    ledger = _copy(ledger or new_ledger())
-    change = {**change, "timestamp": epoch(change.get("timestamp"))}
-    return ledger, handler(ledger, change, now, frozenset(double_opt_in_sources))
+    new = _copy(ledger or new_ledger())
+    sources = frozenset(double_opt_in_sources)
+    if isinstance(change, ConsentTraitChange):
+        return new, _apply_consent(new, change, now, sources)
+    if isinstance(change, KeywordChange):
+        return new, _apply_keyword(new, change, now)
+    if isinstance(change, ProviderOptOut):
+        return new, _opt_out(new, change, SOURCE_PROVIDER, now, forced=True)
+    if isinstance(change, (LinkChange, UnlinkChange)):
+        if not change.customer_id:
+            raise InvalidConsent("missing_customer_id")
+        _link(new, change.customer_id, isinstance(change, LinkChange), change.timestamp, now)
+        return new, None
+    raise InvalidConsent("unknown_change_kind")
 
 
-def _apply_consent(ledger, change, now, double_opt_in_sources):
-    if change.get("status") not in TRAIT_STATUSES:
-        raise InvalidConsent("invalid_consent_status")
-    if change.get("customer_id"):
-        _link(ledger, change["customer_id"], True, change["timestamp"], now)
+def _apply_consent(ledger: ConsentLedger, change: ConsentTraitChange, now: float,
+                   double_opt_in_sources: frozenset[str]) -> str | None:
+    if change.customer_id:
+        _link(ledger, change.customer_id, True, change.timestamp, now)
+    if change.status == NEVER:
+        if ledger.status != NEVER or ledger.pending:
+            _record(ledger, _entry(change, now, "ignored_never"))
+        return None
     if _is_repeat(ledger, change):
         return None
-    if _is_stale(ledger, change):
-        _record(ledger, change, now, "ignored_stale")
+    if _is_stale(ledger, change.timestamp, change.status):
+        _record(ledger, _entry(change, now, "ignored_stale"))
         return None
-    if change["status"] == UNSUBSCRIBED:
-        return _opt_out(ledger, change, now, forced=False)
-    if change["source"] in double_opt_in_sources and ledger["status"] != SUBSCRIBED:
-        ledger["pending"] = {
-            "source": change["source"], "timestamp": change["timestamp"],
-            "text": _clip(change.get("text")), "text_hash": text_hash(change.get("text")),
-            "customer_id": change.get("customer_id"), "requested_at": now}
-        _record(ledger, change, now, "pending_confirmation")
+    if change.status == UNSUBSCRIBED:
+        return _opt_out(ledger, change, change.source, now, forced=False)
+    needs_confirmation = change.double_opt_in or change.source in double_opt_in_sources
+    if needs_confirmation and ledger.status != SUBSCRIBED:
+        ledger.pending = PendingOptIn(
+            source=change.source, timestamp=change.timestamp, text=_clip(change.text),
+            text_hash=text_hash(change.text), customer_id=change.customer_id, requested_at=now)
+        _record(ledger, _entry(change, now, "pending_confirmation"))
         return CONFIRMATION_REQUESTED
-    was_subscribed = ledger["status"] == SUBSCRIBED
-    _set_status(ledger, SUBSCRIBED, change, now)
-    _record(ledger, change, now, "applied")
+    was_subscribed = ledger.status == SUBSCRIBED
+    _set_status(ledger, SUBSCRIBED, change.source, change.timestamp, None, change.text, now)
+    _record(ledger, _entry(change, now, "applied"))
     return None if was_subscribed else OPTED_IN
 
 
-def _apply_keyword(ledger, change, now, _double_opt_in_sources):
-    kind = change.get("keyword_kind")
+def _apply_keyword(ledger: ConsentLedger, change: KeywordChange, now: float) -> str | None:
+    kind = change.keyword_kind
     if kind == keywords.OPT_OUT:
-        _opt_out(ledger, change, now, forced=True)
+        if _keyword_newer(ledger, change.timestamp):
+            _record(ledger, _entry(change, now, "ignored_stale"))
+            return None
+        _opt_out(ledger, change, change.source, now, forced=True)
         return OPTED_OUT
     if kind == keywords.HELP:
-        _record(ledger, change, now, "help")
+        _record(ledger, _entry(change, now, "help"))
         return HELP_REQUESTED
-    if kind == keywords.CONFIRM and is_pending(ledger):
-        pending = ledger["pending"]
-        _set_status(ledger, SUBSCRIBED, {**change, "source": pending["source"],
-                                         "text": None}, now)
-        ledger["text"], ledger["text_hash"] = pending["text"], pending["text_hash"]
-        _record(ledger, change, now, "confirmed")
+    if kind == keywords.CONFIRM and ledger.pending is not None:
+        pending = ledger.pending
+        _set_status(ledger, SUBSCRIBED, pending.source, change.timestamp, change.keyword, None, now)
+        ledger.text, ledger.text_hash = pending.text, pending.text_hash
+        _record(ledger, _entry(change, now, "confirmed"))
         return OPTED_IN
     if kind == keywords.OPT_IN:
-        if _is_stale(ledger, change):
-            _record(ledger, change, now, "ignored_stale")
+        if _is_stale(ledger, change.timestamp, SUBSCRIBED):
+            _record(ledger, _entry(change, now, "ignored_stale"))
             return None
-        _set_status(ledger, SUBSCRIBED, change, now)
-        _record(ledger, change, now, "applied")
+        _set_status(ledger, SUBSCRIBED, change.source, change.timestamp, change.keyword,
+                    change.text, now)
+        _record(ledger, _entry(change, now, "applied"))
         return OPTED_IN
-    _record(ledger, change, now, "ignored_nothing_pending")
+    _record(ledger, _entry(change, now, "ignored_nothing_pending"))
     return None
-
-
-def _apply_provider_opt_out(ledger, change, now, _double_opt_in_sources):
-    return _opt_out(ledger, {**change, "source": SOURCE_PROVIDER}, now, forced=True)
-
-
-def _apply_link(ledger, change, now, _double_opt_in_sources):
-    if not change.get("customer_id"):
-        raise InvalidConsent("missing_customer_id")
-    _link(ledger, change["customer_id"], change["kind"] == "link", change["timestamp"], now)
-    return None
-
-
-_HANDLERS = {"consent": _apply_consent, "keyword": _apply_keyword,
-             "provider_opt_out": _apply_provider_opt_out,
-             "link": _apply_link, "unlink": _apply_link}
 
 
 # ---------------------------------------------------------------------- internals
 
 
-def _copy(ledger: dict) -> dict:
+def _copy(ledger: ConsentLedger) -> ConsentLedger:
     """Copy the mutable parts; history entries themselves are never modified."""
-    return {**ledger, "customers": dict(ledger["customers"]),
-            "history": list(ledger["history"]),
-            "pending": dict(ledger["pending"]) if ledger["pending"] else None}
+    return msgspec.structs.replace(ledger, customers=dict(ledger.customers),
+                                   history=list(ledger.history))
 
 
-def _opt_out(ledger: dict, change: dict, now: float, *, forced: bool) -> str | None:
-    """Unsubscribe; a forced (keyword/provider) opt-out ignores event-time order."""
-    was_unsubscribed = ledger["status"] == UNSUBSCRIBED
-    effective = change
-    if forced and (ledger["timestamp"] or float("-inf")) > change["timestamp"]:
-        effective = {**change, "timestamp": ledger["timestamp"]}
-    _set_status(ledger, UNSUBSCRIBED, effective, now)
-    _record(ledger, change, now, "applied")
+def _opt_out(ledger: ConsentLedger, change: ConsentChange, source: str, now: float, *,
+             forced: bool) -> str | None:
+    """Unsubscribe; a forced (keyword/provider) opt-out ignores the shop's timestamps."""
+    was_unsubscribed = ledger.status == UNSUBSCRIBED
+    at = change.timestamp
+    if forced and ledger.timestamp is not None and ledger.timestamp > at:
+        at = ledger.timestamp
+    keyword = change.keyword if isinstance(change, KeywordChange) else None
+    text = change.text if isinstance(change, (KeywordChange, ConsentTraitChange)) else None
+    _set_status(ledger, UNSUBSCRIBED, source, at, keyword, text, now)
+    _record(ledger, _entry(change, now, "applied", source=source))
     return None if was_unsubscribed else OPTED_OUT
 
 
-def _set_status(ledger: dict, status: str, change: dict, now: float) -> None:
-    ledger.update(status=status, source=change.get("source"),
-                  timestamp=change["timestamp"], keyword=change.get("keyword"),
-                  text=_clip(change.get("text")), text_hash=text_hash(change.get("text")),
-                  pending=None, updated_at=now)
+def _set_status(ledger: ConsentLedger, status: str, source: str | None, at: float,
+                keyword: str | None, text: str | None, now: float) -> None:
+    ledger.status = status  # type: ignore[assignment]
+    ledger.source = source
+    ledger.timestamp = at
+    ledger.keyword = keyword
+    ledger.text = _clip(text)
+    ledger.text_hash = text_hash(text)
+    ledger.pending = None
+    ledger.updated_at = now
 
 
-def _is_stale(ledger: dict, change: dict) -> bool:
+def _is_stale(ledger: ConsentLedger, at: float, status: str) -> bool:
     """Older than the current status; at equal times only an opt-out may win."""
-    current = ledger["timestamp"]
+    current = ledger.timestamp
     if current is None:
         return False
-    if change["timestamp"] == current:
-        return change.get("status", SUBSCRIBED) != UNSUBSCRIBED and \
-            ledger["status"] == UNSUBSCRIBED
-    return change["timestamp"] < current
+    if at == current:
+        return status != UNSUBSCRIBED and ledger.status == UNSUBSCRIBED
+    return at < current
 
 
-def _is_repeat(ledger: dict, change: dict) -> bool:
+def _keyword_newer(ledger: ConsentLedger, at: float) -> bool:
+    """The current status was set by the phone's owner after ``at`` (a reordered STOP)."""
+    return (ledger.source in PHONE_SOURCES and ledger.status == SUBSCRIBED
+            and ledger.timestamp is not None and ledger.timestamp > at)
+
+
+def _is_repeat(ledger: ConsentLedger, change: ConsentTraitChange) -> bool:
     """The same consent again (identify re-sends its traits): nothing to record."""
-    pending = ledger["pending"]
-    if pending and change["status"] == SUBSCRIBED:
-        return (pending["source"], pending["timestamp"]) == (change["source"],
-                                                             change["timestamp"])
-    return (ledger["status"], ledger["source"], ledger["timestamp"]) == (
-        change["status"], change["source"], change["timestamp"])
+    pending = ledger.pending
+    if pending is not None and change.status == SUBSCRIBED:
+        return (pending.source, pending.timestamp) == (change.source, change.timestamp)
+    return (ledger.status, ledger.source, ledger.timestamp) == (
+        change.status, change.source, change.timestamp)
 
 
-def _link(ledger: dict, customer_id: str, linked: bool, at: float, now: float) -> None:
+def _link(ledger: ConsentLedger, customer_id: str, linked: bool, at: float, now: float) -> None:
     """Link or unlink a customer, unless a newer link/unlink of it is already known."""
-    current = ledger["customers"].get(customer_id)
-    if current and current["at"] > at:
+    current = ledger.customers.get(customer_id)
+    if current is not None and current.at > at:
         return
-    ledger["customers"][customer_id] = {"linked": linked, "at": at}
-    if (current or {}).get("linked", False) != linked:
-        ledger["updated_at"] = now
-        _record(ledger, {"kind": "link" if linked else "unlink", "timestamp": at,
-                         "customer_id": customer_id}, now, "applied")
+    ledger.customers[customer_id] = CustomerLink(linked=linked, at=at)
+    if (current.linked if current is not None else False) != linked:
+        ledger.updated_at = now
+        _record(ledger, LedgerEntry(kind="link" if linked else "unlink", at=at, recorded_at=now,
+                                    result="applied", customer_id=customer_id))
 
 
-def _record(ledger: dict, change: dict, now: float, result: str) -> None:
-    entry = {"kind": change["kind"], "at": change["timestamp"], "recorded_at": now,
-             "result": result}
-    for field in ("status", "keyword_kind", "keyword", "source", "customer_id",
-                  "message_sid", "error_code"):
-        if change.get(field) is not None:
-            entry[field] = change[field]
-    if change.get("text"):
-        entry["text"] = _clip(change["text"])
-        entry["text_hash"] = text_hash(change["text"])
-    history = ledger["history"]
+def _entry(change: ConsentChange, now: float, result: str,
+           source: str | None = None) -> LedgerEntry:
+    entry = LedgerEntry(kind=type(change).__struct_config__.tag,  # type: ignore[arg-type]
+                        at=change.timestamp, recorded_at=now, result=result)
+    if isinstance(change, ConsentTraitChange):
+        entry.status, entry.source, entry.customer_id = change.status, change.source, change.customer_id
+        text = change.text
+    elif isinstance(change, KeywordChange):
+        entry.keyword_kind, entry.keyword = change.keyword_kind, change.keyword
+        entry.source, entry.message_sid = change.source, change.message_sid
+        text = change.text
+    elif isinstance(change, ProviderOptOut):
+        entry.source, entry.message_sid = SOURCE_PROVIDER, change.message_sid
+        entry.error_code = change.error_code
+        text = None
+    else:
+        entry.customer_id = change.customer_id
+        text = None
+    if source is not None:
+        entry.source = source
+    if text:
+        entry.text, entry.text_hash = _clip(text), text_hash(text)
+    return entry
+
+
+def _record(ledger: ConsentLedger, entry: LedgerEntry) -> None:
+    history = ledger.history
     if history and _same_event(history[-1], entry):
         return  # e.g. the same stale trait re-sent by every identify: one entry is proof
     history.append(entry)
     overflow = len(history) - HISTORY_LIMIT
     if overflow > 0:
         del history[:overflow]
-        ledger["history_dropped"] += overflow
-    ledger["updated_at"] = now
+        ledger.history_dropped += overflow
+    ledger.updated_at = entry.recorded_at
 
 
-def _same_event(a: dict, b: dict) -> bool:
-    return {**a, "recorded_at": None} == {**b, "recorded_at": None}
+def _same_event(a: LedgerEntry, b: LedgerEntry) -> bool:
+    return msgspec.structs.replace(a, recorded_at=0.0) == msgspec.structs.replace(b, recorded_at=0.0)
 
 
 def _clip(text: str | None) -> str | None:

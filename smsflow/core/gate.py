@@ -7,43 +7,38 @@ holds in every candidate time zone and every cap has room, so a deferred send wa
 once, at the right minute, instead of bouncing from one rule to the next. The reason
 reported is the first rule (in the order above) that blocks sending *now*.
 
+Priority under caps: sends for one phone that are due in the same minute take cap slots
+by priority, whatever order they arrive in. A send that would take a cap's *last* slot
+is parked until the end of its minute (verdict ``park``); the caller then decides every
+parked send of the phone together, highest priority first (``contest=False``).
+
 Pure: no Faust, no clock; ``now`` is an argument (epoch seconds, UTC).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from smsflow.core.caps import CapRule, free_at
+from smsflow.core.consent import may_send
 from smsflow.core.policy import CATEGORIES, Policy, state_code
 from smsflow.core.quiet_hours import Schedule, next_allowed, parse_schedule, zone
+from smsflow.core.records.phones import ConsentLedger, PhoneInfo
+from smsflow.core.records.sends import DeferredRef, GateVerdict, SendCommand, SentRecord
 
 MAX_STEPS = 500  # fixed-point iterations; each one moves to a later window start or cap slot
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``action`` is send | defer | drop | suppress; ``not_before`` is set for defer only."""
-
-    action: str
-    reason: str | None = None
-    not_before: float | None = None
-    sender: str | None = None
-    details: Mapping = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"action": self.action, "reason": self.reason, "not_before": self.not_before,
-                "sender": self.sender, "details": dict(self.details)}
+CONTEST_SECONDS = 60.0  # sends due within the same minute compete for a last cap slot by priority
 
 
 def resolve_zones(profile_timezone: str | None, number_zones: Iterable[str] | None,
                   fallback: str | None) -> tuple[list[str], str]:
     """Zones whose local time must allow the send, and where they came from.
 
-    Profile zone if valid; else every valid candidate zone of the number; else the
-    policy fallback; else none (the caller cannot place the recipient in time).
+    Profile zone if valid; else every valid candidate zone of the number (the window
+    must hold in all of them); else the policy fallback; else none (the caller cannot
+    place the recipient in time).
     """
     if profile_timezone and zone(profile_timezone):
         return [profile_timezone], "profile"
@@ -55,18 +50,18 @@ def resolve_zones(profile_timezone: str | None, number_zones: Iterable[str] | No
     return [], "none"
 
 
-def _rank(s: Mapping) -> tuple[int, str]:
+def rank(priority: int, idempotency_key: str) -> tuple[int, str]:
     """Higher priority first; among equals the smaller idempotency key, so exactly one wins."""
-    return -int(s.get("priority") or 0), str(s.get("idempotency_key") or "")
+    return -int(priority), idempotency_key
 
 
-def _ahead(other: Mapping, send: Mapping, now: float) -> bool:
+def _ahead(other: DeferredRef, send: SendCommand, now: float) -> bool:
     """Whether a pending send is due now and outranks ``send``."""
-    due = float(other.get("not_before") or 0) <= now
-    return due and _rank(other) < _rank(send)
+    return (other.not_before <= now and other.idempotency_key != send.idempotency_key
+            and rank(other.priority, other.idempotency_key) < rank(send.priority, send.idempotency_key))
 
 
-def _send_times(history: Sequence[Mapping], pending: Sequence[Mapping], send: Mapping,
+def _send_times(history: Sequence[SentRecord], pending: Sequence[DeferredRef], send: SendCommand,
                 now: float) -> dict[str, list[float]]:
     """Counted send times per category; outranking due sends count as if sent at ``now``.
 
@@ -75,10 +70,10 @@ def _send_times(history: Sequence[Mapping], pending: Sequence[Mapping], send: Ma
     """
     times: dict[str, list[float]] = {}
     for h in history:
-        times.setdefault(h.get("category"), []).append(float(h["t"]))
+        times.setdefault(h.category, []).append(h.t)
     for p in pending:
         if _ahead(p, send, now):
-            times.setdefault(p.get("category"), []).append(now)
+            times.setdefault(p.category, []).append(now)
     return times
 
 
@@ -112,57 +107,80 @@ def _earliest(now: float, windows: list[tuple[str, Schedule]], zones: list[ZoneI
     return "never", None, reason, rule_name
 
 
-def decide(send: Mapping, ledger_status_ok: bool, phone_info: Mapping,
-           profile_timezone: str | None, history: Sequence[Mapping], policy: Policy,
-           now: float, pending: Sequence[Mapping] = ()) -> Verdict:
-    """Decide one send command (see docs/DESIGN.md) for one phone at time ``now``.
+def _last_slot(caps: list[tuple[str, CapRule]], times: dict[str, list[float]], now: float) -> str | None:
+    """The name of a cap this send would fill up (its last free slot), if any."""
+    for name, rule in caps:
+        counted = sum(1 for x in times.get(rule.category, ()) if now - rule.window < x <= now)
+        if counted == rule.max - 1:
+            return rule.name or name
+    return None
 
-    ``history``: this phone's recent sends ``{t, category, priority, idempotency_key}``.
-    ``pending``: optional deferred sends for this phone ``{category, priority,
-    idempotency_key, not_before}``; due ones with higher priority take cap slots first.
+
+def decide(send: SendCommand, ledger: ConsentLedger | None, phone: PhoneInfo,
+           profile_timezone: str | None, history: Sequence[SentRecord], policy: Policy,
+           now: float, pending: Sequence[DeferredRef] = (), *, contest: bool = True) -> GateVerdict:
+    """Decide one send command for one phone at time ``now``.
+
+    ``history``: this phone's recent sends. ``pending``: sends of this phone waiting on a
+    timer; due ones with higher priority take cap slots first. ``contest``: park a send
+    that would take a cap's last slot until the end of the minute (see module docstring).
     """
-    if not ledger_status_ok:
-        return Verdict("suppress", "no_consent")
-    category = send.get("category")
+    ok, why = may_send(ledger, send.category)
+    if not ok:
+        return GateVerdict(action="suppress", reason=why)
+    category = send.category
     if category not in CATEGORIES:
-        return Verdict("drop", "unknown_category", details={"category": category})
-    phone = phone_info.get("e164") or send.get("phone") or ""
-    sender = policy.sender_for(category, phone_info.get("country") or send.get("country"), phone)
+        return GateVerdict(action="drop", reason="unknown_category", details={"category": category})
+    sender = policy.sender_for(category, phone.country or send.country, phone.e164 or send.phone)
     if sender is None:
-        return Verdict("drop", "no_sender", details={"category": category})
-    key = send.get("idempotency_key")
-    if key and any(h.get("idempotency_key") == key for h in history):
-        return Verdict("suppress", "duplicate", sender=sender.number)
+        return GateVerdict(action="drop", reason="no_sender", details={"category": category})
+    key = send.idempotency_key
+    if any(h.idempotency_key == key for h in history):
+        return GateVerdict(action="suppress", reason="duplicate", sender=sender.number)
 
     marketing = category == "marketing"
-    state = state_code(phone_info.get("state"))
+    state = state_code(phone.state)
     rule = policy.state_rule(state) if marketing else None
     windows: list[tuple[str, Schedule]] = []
     if marketing and "marketing" in policy.quiet_hours:
         windows.append(("quiet_hours", policy.quiet_hours["marketing"]))
-    if send.get("send_window"):
-        windows.append(("send_window", parse_schedule(send["send_window"])))
+    if send.send_window is not None:
+        spec = send.send_window
+        windows.append(("send_window", parse_schedule(
+            {"start": spec.start, "end": spec.end, **({"days": spec.days} if spec.days else {})})))
     if rule and rule.hours:
         windows.append(("state_hours", rule.hours))
     caps = [("state_cap", c) for c in (rule.caps if rule else ())]
     caps += [("frequency_cap", c) for c in policy.caps_for(category)]
 
-    names, tz_source = resolve_zones(profile_timezone, phone_info.get("timezones"),
-                                     policy.fallback_timezone)
-    details = {"zones": names, "tz_source": tz_source, "state": state}
+    names, tz_source = resolve_zones(profile_timezone, phone.time_zones, policy.fallback_timezone)
+    details: dict[str, Any] = {"zones": names, "tz_source": tz_source, "state": state}
     if windows and not names:
-        return Verdict("suppress", "unknown_timezone", sender=sender.number, details=details)
+        return GateVerdict(action="suppress", reason="unknown_timezone", sender=sender.number,
+                           details=details)
 
     times = _send_times(history, pending, send, now)
-    outcome, t, reason, rule_name = _earliest(now, windows, [zone(n) for n in names], caps,
-                                              times, policy)
+    outcome, t, reason, rule_name = _earliest(now, windows, [z for z in map(zone, names) if z],
+                                              caps, times, policy)
     if rule_name:
         details["rule"] = rule_name
     if outcome == "drop":
-        return Verdict("drop", reason, sender=sender.number, details=details)
-    if outcome == "never" or t > now + policy.max_defer:
+        return GateVerdict(action="drop", reason=reason, sender=sender.number, details=details)
+    if outcome == "never" or t is None or t > now + policy.max_defer:
         details["blocked_by"] = reason
-        return Verdict("suppress", "no_allowed_window", sender=sender.number, details=details)
+        return GateVerdict(action="suppress", reason="no_allowed_window", sender=sender.number,
+                           details=details)
     if t > now:
-        return Verdict("defer", reason, not_before=t, sender=sender.number, details=details)
-    return Verdict("send", None, sender=sender.number, details=details)
+        return GateVerdict(action="defer", reason=reason, not_before=t, sender=sender.number,
+                           details=details)
+    contested = _last_slot(caps, times, now) if contest else None
+    if contested is not None:
+        details["rule"] = contested
+        return GateVerdict(action="park", reason="contested_cap", sender=sender.number,
+                           not_before=minute_end(now), details=details)
+    return GateVerdict(action="send", sender=sender.number, details=details)
+
+
+def minute_end(now: float) -> float:
+    """The end of ``now``'s minute: when parked sends of that minute are decided."""
+    return (now // CONTEST_SECONDS + 1) * CONTEST_SECONDS

@@ -21,10 +21,12 @@ Use :func:`to_e164` instead where a number must be keyed even if we would not te
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import phonenumbers
-from phonenumbers import PhoneNumberType, geocoder, timezone
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumberType, geocoder, timezone
+
+from smsflow.core.records.phones import PhoneInfo
+
+__all__ = ["InvalidPhone", "PhoneInfo", "normalize", "to_e164", "mask"]
 
 SMS_CAPABLE_TYPES = {
     PhoneNumberType.MOBILE: "mobile",
@@ -96,23 +98,6 @@ class InvalidPhone(ValueError):
         self.raw = raw
 
 
-@dataclass(frozen=True)
-class PhoneInfo:
-    """A normalised phone and what the gate needs to locate its owner."""
-
-    e164: str
-    country: str                    # ISO 3166 region of the number ("US", "CA", "GB", ...)
-    time_zones: tuple[str, ...]     # candidate IANA zones; empty when unknown
-    state: str | None               # US state / CA province code from the area code
-    line_type: str                  # "mobile" | "fixed_line_or_mobile" | "voip"
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (lists instead of tuples) for tables and topics."""
-        data = asdict(self)
-        data["time_zones"] = list(self.time_zones)
-        return data
-
-
 def normalize(raw: object, country: str | None = None,
               default_region: str = "US") -> PhoneInfo:
     """Parse ``raw`` into a textable :class:`PhoneInfo` or raise :class:`InvalidPhone`.
@@ -127,11 +112,11 @@ def normalize(raw: object, country: str | None = None,
     number_type = phonenumbers.number_type(number)
     if number_type not in SMS_CAPABLE_TYPES:
         raise InvalidPhone(REJECTED_TYPE_REASONS.get(number_type, "not_mobile"), raw)
-    region = phonenumbers.region_code_for_number(number)
+    region = phonenumbers.region_code_for_number(number) or "ZZ"
     return PhoneInfo(
         e164=_format(number),
         country=region,
-        time_zones=_time_zones(number),
+        time_zones=list(_time_zones(number)),
         state=_state(number, region),
         line_type=SMS_CAPABLE_TYPES[number_type],
     )
@@ -150,13 +135,18 @@ def to_e164(raw: object, default_region: str = "US") -> str:
 
 
 def mask(e164: str | None) -> str:
-    """A log-safe form that hides at least three middle digits: "+1415***0100"."""
+    """A log-safe form: country calling code and the last two digits ("+1********00").
+
+    Enough to tell two numbers of one customer apart in a log, not enough to dial or to
+    narrow a number down to an area.
+    """
     digits = "".join(ch for ch in str(e164 or "") if ch.isdigit())
-    if len(digits) < 7:
+    if len(digits) < 6:
         return "***"
-    tail = min(4, (len(digits) - 3) // 2)
-    head = min(4, len(digits) - 3 - tail)
-    return f"+{digits[:head]}***{digits[-tail:]}"
+    cc = next((digits[:n] for n in (1, 2, 3) if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE),
+              "")
+    hidden = len(digits) - len(cc) - 2
+    return f"+{cc}{'*' * hidden}{digits[-2:]}"
 
 
 def _parse(raw: object, country: str | None, default_region: str) -> phonenumbers.PhoneNumber:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +21,7 @@ import jsonschema
 
 from smsflow.core.caps import CapRule
 from smsflow.core.flows.durations import parse_duration
-from smsflow.core.flows.source import Source
+from smsflow.core.flows.source import Source, Where
 from smsflow.core.flows.source import parse as parse_yaml
 from smsflow.core.quiet_hours import ALL_DAYS, Schedule, Window, parse_schedule, zone
 from smsflow.paths import schema_path
@@ -30,7 +31,7 @@ CATEGORIES = ("marketing", "transactional")
 _WEEK = ["mon", "tue", "wed", "thu", "fri", "sat"]
 
 
-def _hours(start: str, end: str, days: list[str] | None = None) -> list[dict]:
+def _hours(start: str, end: str, days: list[str] | None = None) -> list[dict[str, Any]]:
     return [{"start": start, "end": end, **({"days": days} if days else {})}]
 
 
@@ -38,7 +39,7 @@ _CAP3 = [{"window": "24h", "max": 3, "on_cap": "defer"}]
 
 # Sources: shared/reference/compliance.md §1-2 (stricter value where sources disagree;
 # vendor-sourced rows are marked "verify" there and should be confirmed by counsel).
-DEFAULT_DOC: dict = {
+DEFAULT_DOC: dict[str, Any] = {
     "version": 1,
     "brand": {"name": "smsflow demo", "help_contact": "support@example.com"},
     "fallback_timezone": "America/New_York",
@@ -199,10 +200,10 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 
 
-def build_policy(doc: Mapping, source: Source | None = None) -> Policy:
+def build_policy(doc: Mapping[str, Any], source: Source | None = None) -> Policy:
     """Validate a parsed policy document (``source`` locates errors) and build the Policy."""
 
-    def fail(path: tuple, message: str, key: bool = False) -> PolicyError:
+    def fail(path: Where, message: str, key: bool = False) -> PolicyError:
         line, column = source.position(path, key=key) if source else (None, None)
         where = "/".join(map(str, path[:-1] if key else path)) or "(top level)"
         return PolicyError(source.path if source else "<policy>", line, f"{where}: {message}", column)
@@ -229,7 +230,7 @@ def build_policy(doc: Mapping, source: Source | None = None) -> Policy:
         except ValueError:
             raise fail(("holidays", i), f"{text!r} is not a date") from None
 
-    def schedule(value, path, skip_holidays=False) -> Schedule:
+    def schedule(value: Any, path: Where, skip_holidays: bool = False) -> Schedule:
         try:
             return parse_schedule(value, skip_holidays)
         except ValueError as exc:

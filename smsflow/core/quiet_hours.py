@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -62,7 +63,7 @@ def parse_day(value: str | int) -> int:
     return DAY_NAMES.index(name)
 
 
-def parse_window(doc: Mapping) -> Window:
+def parse_window(doc: Mapping[str, Any]) -> Window:
     """``{"start": "HH:MM", "end": "HH:MM", "days": [...]}`` (days default to every day)."""
     start, end = parse_hhmm(doc["start"]), parse_hhmm(doc["end"])
     if start == 24 * 60:
@@ -71,7 +72,7 @@ def parse_window(doc: Mapping) -> Window:
     return Window(start, end, frozenset(parse_day(d) for d in days) if days else ALL_DAYS)
 
 
-def parse_schedule(doc: Mapping | Iterable[Mapping], skip_holidays: bool = False) -> Schedule:
+def parse_schedule(doc: Mapping[str, Any] | Iterable[Mapping[str, Any]], skip_holidays: bool = False) -> Schedule:
     """One window mapping (a flow's ``send_window``) or a list of them (policy files)."""
     items = [doc] if isinstance(doc, Mapping) else list(doc)
     return Schedule(tuple(parse_window(item) for item in items), skip_holidays)

@@ -25,10 +25,11 @@ WINDOW = 1.0
 class SegmentRateLimiter:
     """Admit at most ``mps`` segments in any one-second window, first come first served."""
 
-    def __init__(self, mps: float) -> None:
+    def __init__(self, mps: float, window: float = WINDOW) -> None:
         if mps <= 0:
             raise ValueError("mps must be positive")
         self.mps = mps
+        self.window = window
         self._booked: deque[tuple[float, float]] = deque()  # (time, segments), time ascending
         self._in_window = 0.0
 
@@ -40,18 +41,18 @@ class SegmentRateLimiter:
         t = max(now, self._booked[-1][0] if self._booked else now)
         self._expire(t)
         while self._in_window + chunks[0] > self.mps:
-            t = max(t, self._booked[0][0] + WINDOW)
+            t = max(t, self._booked[0][0] + self.window)
             self._expire(t)
         for i, chunk in enumerate(chunks):
             if i:
-                self._expire(t + i * WINDOW)
-            self._booked.append((t + i * WINDOW, chunk))
+                self._expire(t + i * self.window)
+            self._booked.append((t + i * self.window, chunk))
             self._in_window += chunk
         return t - now
 
     def _expire(self, t: float) -> None:
         """Forget bookings that no longer share a one-second window with instant ``t``."""
-        while self._booked and self._booked[0][0] + WINDOW <= t:  # same sum as in acquire
+        while self._booked and self._booked[0][0] + self.window <= t:  # same sum as in acquire
             self._in_window -= self._booked.popleft()[1]
 
 
@@ -62,15 +63,22 @@ class PacedRateLimiter:
     network jitter then moves part of one burst into the next second, and the provider sees
     more than ``mps`` in one window. Spacing sends ``segments / rate`` apart removes the
     bursts, and the headroom (10% by default: about 100 ms of network or provider-side
-    jitter per second) absorbs what remains.
+    jitter per second) absorbs what remains. The sliding log itself also keeps a margin at
+    the one-second edge (``edge`` seconds): two sends whose segments together exceed the
+    limit are never booked exactly one second apart, where jitter would put both in one
+    provider second.
     """
 
-    def __init__(self, mps: float, headroom: float = 0.9) -> None:
+    def __init__(self, mps: float, headroom: float = 0.9, edge: float = 0.15) -> None:
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
         self.rate = mps * headroom
-        self._window = SegmentRateLimiter(self.rate)
+        self._window = SegmentRateLimiter(self.rate, WINDOW + edge)
         self._next_free = float("-inf")
+
+    def projected(self, now: float) -> float:
+        """Seconds until a send could start, without booking (admission estimates)."""
+        return max(0.0, self._next_free - now)
 
     def acquire(self, segments: int, now: float) -> float:
         """Book ``segments``; return how long to wait before sending (0.0 = now)."""

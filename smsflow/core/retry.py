@@ -90,7 +90,7 @@ def classify(http_status: int | None = None, error_code: int | None = None,
 def backoff(attempt: int, base: float, cap: float, rand: float) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, so retries spread
     out without ever collapsing to zero."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling = float(min(cap, base * 2 ** max(0, attempt - 1)))
     return ceiling / 2 + rand * ceiling / 2
 
 

@@ -16,7 +16,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from smsflow.clock import Clock, clock_from_env
-from smsflow.core.outcomes import normalize
+from smsflow.core.records.base import encode
+from smsflow.core.records.outcomes import Outcome
 from smsflow.webhooks.app import create_webhook_app
 from smsflow.streams.settings import Settings
 
@@ -81,13 +82,12 @@ def build(settings: Settings, clock: Clock, producer: AIOKafkaProducer, links: L
         now = clock.now()
         from smsflow.streams.runtime import iso
 
-        outcome = {"type": "clicked", "customer_id": customer, "flow_id": link.get("flow_id"),
-                   "enrollment_id": link.get("enrollment_id"), "step_id": link.get("step_id"),
-                   "idempotency_key": link.get("idempotency_key"), "event_time": iso(now),
-                   "processing_time": iso(now),
-                   "details": {"code": code, "user_agent": info.get("user_agent")}}
-        outcome = normalize(outcome, iso(now))
-        await publish("outcomes", customer.encode() if customer else None, orjson.dumps(outcome))
+        outcome = Outcome(type="clicked", customer_id=customer, flow_id=link.get("flow_id"),
+                          enrollment_id=link.get("enrollment_id"), step_id=link.get("step_id"),
+                          idempotency_key=link.get("idempotency_key"), event_time=iso(now),
+                          processing_time=iso(now) or "",
+                          details={"code": code, "user_agent": info.get("user_agent")})
+        await publish("outcomes", customer.encode() if customer else None, encode(outcome))
         if customer:  # clicks feed the profile's SMS engagement (audiences, attribution)
             event = {"type": "track", "messageId": f"click-{uuid.uuid4().hex}", "userId": customer,
                      "event": "SMS Link Clicked", "timestamp": iso(now),

@@ -4,11 +4,11 @@ Entry points: :func:`load_dir` (files -> :class:`Flow` objects and :class:`FlowE
 and :class:`FlowEngine` (customer state + event/timer -> :class:`Effects`). No Faust here.
 """
 
-from smsflow.core.flows.effects import Effects, Timer
+from smsflow.core.flows.effects import Effects
 from smsflow.core.flows.engine import FlowEngine
 from smsflow.core.flows.loader import LoadResult, load_dir, load_file, load_text
 from smsflow.core.flows.model import Flow
 from smsflow.core.flows.validate import FlowError
 
-__all__ = ["Effects", "Flow", "FlowEngine", "FlowError", "LoadResult", "Timer", "load_dir",
+__all__ = ["Effects", "Flow", "FlowEngine", "FlowError", "LoadResult", "load_dir",
            "load_file", "load_text"]

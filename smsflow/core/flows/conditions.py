@@ -66,7 +66,8 @@ _NEGATIVE = ("ne", "not_in")
 
 def resolve(ctx: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path, :data:`MISSING` when absent; '*' yields a list of matches."""
-    values, multi = [ctx], False
+    values: list[Any] = [ctx]
+    multi = False
     for segment in path.split("."):
         found = []
         for value in values:
@@ -95,11 +96,11 @@ class Clause:
         found = resolve(ctx, self.path)
         if "*" in self.path.split("."):
             if self.op == "exists":
-                return bool(found) == self.value
+                return bool(bool(found) == self.value)
             check = all if self.op in _NEGATIVE else any
             return check(self._test(v) for v in found) if found else self.op in _NEGATIVE
         if self.op == "exists":
-            return (found is not MISSING and found is not None) == self.value
+            return bool((found is not MISSING and found is not None) == self.value)
         if found is MISSING:
             return self.op in _NEGATIVE
         return self._test(found)

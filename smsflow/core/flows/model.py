@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from smsflow.core.flows.conditions import ALWAYS, Predicate, compile_conditions
 from smsflow.core.flows.durations import parse_duration
+from smsflow.core.flows.source import Where
 
 EXIT = "exit"  # a step reference that ends the enrollment
 STEP_KINDS = ("wait", "wait_until", "send", "branch", "split", "exit")
@@ -58,7 +59,7 @@ class Step:
     id: str
     index: int
     next: str | None
-    refs: tuple[tuple[tuple, str], ...] = ()  # (place inside the step, target) as written
+    refs: tuple[tuple[Where, str], ...] = ()  # (place inside the step, target) as written
 
     def targets(self) -> tuple[str | None, ...]:
         return (self.next,)
@@ -201,8 +202,8 @@ def audience_conditions(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _refs(raw: Mapping[str, Any]) -> tuple[tuple[tuple, str], ...]:
-    found: list[tuple[tuple, str]] = []
+def _refs(raw: Mapping[str, Any]) -> tuple[tuple[Where, str], ...]:
+    found: list[tuple[Where, str]] = []
     if "next" in raw:
         found.append((("next",), raw["next"]))
     body = raw.get("wait_until") or {}

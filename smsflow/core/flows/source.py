@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+Where = tuple[Any, ...]  # a path inside a YAML document: keys and list indexes
+
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -30,7 +32,7 @@ class FlowError:
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema scalars (no sexagesimal, yes/no, octal or dates)."""
 
-    yaml_implicit_resolvers: dict = {}
+    yaml_implicit_resolvers: dict[Any, Any] = {}
 
 
 for _tag, _pattern, _first in (
@@ -49,11 +51,11 @@ class Source:
 
     path: str
     data: Any = None
-    values: dict[tuple, Node] = field(default_factory=dict)
-    keys: dict[tuple, Node] = field(default_factory=dict)
+    values: dict[Where, Node] = field(default_factory=dict)
+    keys: dict[Where, Node] = field(default_factory=dict)
     errors: list[FlowError] = field(default_factory=list)
 
-    def position(self, where: tuple, *, key: bool = False,
+    def position(self, where: Where, *, key: bool = False,
                  offset: int | None = None) -> tuple[int, int]:
         """1-based (line, column) of a path's value (or key); the nearest ancestor if absent.
 
@@ -70,7 +72,7 @@ class Source:
             return _inside(node, offset, line, col)
         return line, col
 
-    def error(self, where: tuple, message: str, *, key: bool = False,
+    def error(self, where: Where, message: str, *, key: bool = False,
               offset: int | None = None) -> FlowError:
         line, col = self.position(where, key=key, offset=offset)
         return FlowError(self.path, line, col, message)
@@ -91,7 +93,7 @@ def _inside(node: ScalarNode, offset: int, line: int, col: int) -> tuple[int, in
     return line, col + len(text) + (1 if node.style in ("'", '"') else 0)
 
 
-def _index(source: Source, node: Node, where: tuple) -> None:
+def _index(source: Source, node: Node, where: Where) -> None:
     source.values[where] = node
     if isinstance(node, MappingNode):
         seen: dict[Any, Node] = {}

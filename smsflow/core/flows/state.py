@@ -1,12 +1,4 @@
-"""The per-customer flow state: one JSON dict per customer id, bounded in size.
-
-Shape (version 1)::
-
-    {"v": 1,
-     "active": {enrollment_id: Enrollment},                  # running enrollments
-     "flows": {flow_id: {"count": int, "last_at": float|None,  # re-entry bookkeeping
-                         "done": [Summary, ...]}},             # last MAX_DONE finished ones
-     "events": [{"event", "messageId", "ts", "properties"}]}   # recent exit/goal/wait-until events
+"""Helpers on the per-customer flow state (``records.customers.FlowState``), bounded in size.
 
 The event log lets the engine honour events that arrive before the enrollment or step
 that needs them (late and out-of-order delivery); finished summaries let a late goal
@@ -16,76 +8,85 @@ event still count as a conversion and a redelivered trigger stay a no-op.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
+from smsflow.core.records.customers import (Enrollment, EnrollmentSummary, FlowHistory,
+                                            FlowState, LoggedEvent)
 
-VERSION = 1
-MAX_DONE = 5      # finished enrollments kept per flow
-MAX_EVENTS = 20   # logged events kept per customer
-MAX_IDS = 10      # entity values / trigger message ids kept per enrollment
-SUMMARY_KEYS = ("id", "flow_id", "variant", "entities", "started_at", "trigger_ts", "until",
-                "converted", "first_send_at", "message_ids")
+MAX_DONE = 5          # finished enrollments kept per flow
+MAX_EVENTS = 20       # logged events kept per customer
+MAX_IDS = 10          # entity values / trigger message ids kept per enrollment
+MAX_ACTIVE = 10       # running enrollments per flow and customer (parallel flows)
+MAX_LOGGED_PROPS = 50  # scalar properties kept per logged event
+MAX_LOGGED_TEXT = 256  # characters kept per logged string property
 _SCALARS = (str, int, float, bool, type(None))
+T = TypeVar("T")
 
 
-def load(state: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A private deep copy with every key present (the caller's dict is never mutated)."""
-    copy = orjson.loads(orjson.dumps(state or {}))
-    copy.setdefault("v", VERSION)
-    for key, empty in (("active", {}), ("flows", {}), ("events", [])):
-        copy.setdefault(key, empty)
-    return copy
+def flow_record(state: FlowState, flow_id: str) -> FlowHistory:
+    history = state.flows.get(flow_id)
+    if history is None:
+        history = state.flows[flow_id] = FlowHistory()
+    return history
 
 
-def flow_record(state: dict[str, Any], flow_id: str) -> dict[str, Any]:
-    return state["flows"].setdefault(flow_id, {"count": 0, "last_at": None, "done": []})
-
-
-def push(items: list, item: Any, limit: int) -> None:
+def push(items: list[T], item: T, limit: int) -> None:
     """Append and keep only the newest ``limit`` items."""
     items.append(item)
     del items[:-limit]
 
 
-def entity_values(properties: Mapping[str, Any] | None, key: str | None) -> list[Any]:
-    """The entity ids an event is about: ``properties[key]``, else ``products[*][key]``."""
+def entity_values(properties: Mapping[str, Any] | None, key: str | None) -> list[str]:
+    """The entity ids an event is about: ``properties[key]``, else ``products[*][key]``
+    (as strings, so ``42`` and ``"42"`` are the same checkout)."""
     if not key or not properties:
         return []
     if properties.get(key) is not None:
-        return [properties[key]]
+        return [str(properties[key])]
     products = properties.get("products")
     if isinstance(products, list):
-        return [p[key] for p in products if isinstance(p, Mapping) and p.get(key) is not None]
+        return [str(p[key]) for p in products if isinstance(p, Mapping) and p.get(key) is not None]
     return []
 
 
-def slim_event(event: Mapping[str, Any], ts: float, keys: Iterable[str]) -> dict[str, Any]:
-    """An event as logged: scalar properties plus the entity ids of its products."""
-    props = event.get("properties") or {}
-    slim = {k: v for k, v in props.items() if isinstance(v, _SCALARS)}
+def slim_event(event: LoggedEvent, keys: Iterable[str]) -> LoggedEvent:
+    """An event as logged: a bounded set of scalar properties plus its products' entity ids."""
+    props = event.properties
+    slim: dict[str, Any] = {}
+    for k, v in props.items():
+        if len(slim) >= MAX_LOGGED_PROPS:
+            break
+        if isinstance(v, str):
+            slim[k] = v[:MAX_LOGGED_TEXT]
+        elif isinstance(v, _SCALARS):
+            slim[k] = v
     products = props.get("products")
     if isinstance(products, list):
         slim["products"] = [{k: p[k] for k in keys if k in p}
                             for p in products[:50] if isinstance(p, Mapping)]
-    return {"event": event.get("event"), "messageId": event.get("messageId"), "ts": ts,
-            "properties": slim}
+    return LoggedEvent(event=event.event, message_id=event.message_id, ts=event.ts,
+                       timestamp=event.timestamp, properties=slim)
 
 
-def log_event(state: dict[str, Any], slim: dict[str, Any], now: float, retention: float) -> None:
+def log_event(state: FlowState, slim: LoggedEvent, now: float, retention: float) -> None:
     """Keep recent events (by event time) for enrollments and steps that start later."""
-    events = [e for e in state["events"] if e["ts"] >= now - retention
-              and e.get("messageId") != slim["messageId"]]
+    events = [e for e in state.events if e.ts >= now - retention and e.message_id != slim.message_id]
     push(events, slim, MAX_EVENTS)
-    state["events"] = events
+    state.events = events
 
 
-def summary(enrollment: Mapping[str, Any], reason: str, now: float) -> dict[str, Any]:
-    return {**{k: enrollment.get(k) for k in SUMMARY_KEYS}, "ended_at": now, "reason": reason}
+def summary(enr: Enrollment, reason: str, now: float) -> EnrollmentSummary:
+    return EnrollmentSummary(id=enr.id, flow_id=enr.flow_id, variant=enr.variant,
+                             started_at=enr.started_at, trigger_ts=enr.trigger_ts, until=enr.until,
+                             ended_at=now, reason=reason, entities=list(enr.entities),
+                             converted=enr.converted, first_send_at=enr.first_send_at,
+                             message_ids=list(enr.message_ids))
 
 
-def seen_message(state: dict[str, Any], flow_id: str, message_id: str) -> bool:
+def seen_message(state: FlowState, flow_id: str, message_id: str) -> bool:
     """Whether a trigger with this messageId already enrolled or updated (redelivery)."""
-    runs = [e for e in state["active"].values() if e["flow_id"] == flow_id]
-    runs += flow_record(state, flow_id)["done"]
-    return any(message_id in run.get("message_ids", ()) for run in runs)
+    for enr in state.active.values():
+        if enr.flow_id == flow_id and message_id in enr.message_ids:
+            return True
+    history = state.flows.get(flow_id)
+    return history is not None and any(message_id in d.message_ids for d in history.done)

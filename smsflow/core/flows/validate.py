@@ -18,9 +18,10 @@ from jsonschema import Draft202012Validator, ValidationError
 from smsflow.core.flows import render
 from smsflow.core.flows.conditions import ROOTS
 from smsflow.core.flows.durations import parse_duration
-from smsflow.core.flows.model import (EXIT, STEP_KINDS, Flow, SendStep, SplitStep, WaitStep,
+from smsflow.core.flows.model import (EXIT, STEP_KINDS, EventRule, Flow, SendStep, SplitStep,
+                                      WaitStep,
                                       WaitUntilStep)
-from smsflow.core.flows.source import FlowError, Source
+from smsflow.core.flows.source import FlowError, Source, Where
 from smsflow.paths import schema_path
 
 __all__ = ["FlowError", "SCHEMA_PATH", "check_flow", "check_schema"]
@@ -66,7 +67,7 @@ def _suggest(word: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _field(where: tuple) -> str:
+def _field(where: Where) -> str:
     named = [str(p) for p in where if isinstance(p, str)]
     return named[-1] if named else "flow"
 
@@ -81,15 +82,18 @@ def _unknown(definition: str | None, key: str, allowed: list[str]) -> str:
 
 
 def _translate(source: Source, error: ValidationError) -> list[FlowError]:
-    where, value, kind = tuple(error.absolute_path), error.instance, error.validator
+    value: Any = error.instance
+    where, kind = tuple(error.absolute_path), error.validator
+    schema: Any = error.schema
+    expected_value: Any = error.validator_value
     name = _def_name(error)
     if kind == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         extra = [k for k in value if k not in allowed and not any(
-            re.search(p, str(k)) for p in error.schema.get("patternProperties", {}))]
+            re.search(p, str(k)) for p in schema.get("patternProperties", {}))]
         return [source.error((*where, k), _unknown(name, str(k), allowed), key=True) for k in extra]
     if kind == "required":
-        missing = [k for k in error.validator_value if k not in value]
+        missing = [k for k in expected_value if k not in value]
         return [source.error(where, f"missing required field '{k}' in {_field(where)}")
                 for k in missing]
     if kind == "oneOf" and isinstance(value, dict) and "id" in value:
@@ -109,12 +113,11 @@ def _translate(source: Source, error: ValidationError) -> list[FlowError]:
     if kind == "not" and _field(where) == "id":
         return [source.error(where, "'exit' is reserved (it ends the flow); pick another step id")]
     if kind == "enum":
-        options = ", ".join(str(o) for o in error.validator_value)
+        options = ", ".join(str(o) for o in expected_value)
         return [source.error(where, f"'{value}' is not one of: {options}"
-                             + _suggest(str(value), [str(o) for o in error.validator_value]))]
+                             + _suggest(str(value), [str(o) for o in expected_value]))]
     if kind == "type":
-        expected = error.validator_value
-        expected = expected if isinstance(expected, list) else [expected]
+        expected = expected_value if isinstance(expected_value, list) else [expected_value]
         words = " or ".join(dict.fromkeys(_JSON_WORDS[t] for t in expected))
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         return [source.error(where, f"{_field(where)} must be {words} "
@@ -123,11 +126,11 @@ def _translate(source: Source, error: ValidationError) -> list[FlowError]:
         bounds = {"minimum": "at least", "maximum": "at most",
                   "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
         return [source.error(where, f"{_field(where)} must be {bounds[kind]} "
-                             f"{error.validator_value} (got {value})")]
+                             f"{expected_value} (got {value})")]
     if kind in ("minItems", "minProperties"):
-        return [source.error(where, f"{_field(where)} needs at least {error.validator_value} "
+        return [source.error(where, f"{_field(where)} needs at least {expected_value} "
                              f"{'item' if kind == 'minItems' else 'entry'}"
-                             f"{'s' if error.validator_value > 1 else ''}")]
+                             f"{'s' if expected_value > 1 else ''}")]
     return [source.error(where, f"{_field(where)}: {error.message}")]
 
 
@@ -143,7 +146,7 @@ def check_schema(source: Source) -> list[FlowError]:
 
 # --- semantic checks on a built flow --------------------------------------------------------
 
-def _at(step_index: int, *rest: Any) -> tuple:
+def _at(step_index: int, *rest: Any) -> Where:
     return ("steps", step_index, *rest)
 
 
@@ -166,7 +169,10 @@ def _check_graph(source: Source, flow: Flow) -> Iterator[FlowError]:
     def visit(step_id: str) -> Iterator[FlowError]:
         state[step_id] = "open"
         step = flow.step(step_id)
-        for target in step.targets() if step else ():
+        if step is None:
+            state[step_id] = "done"
+            return
+        for target in step.targets():
             if target is None or flow.step(target) is None:
                 continue
             if state.get(target) == "open":
@@ -183,7 +189,7 @@ def _check_graph(source: Source, flow: Flow) -> Iterator[FlowError]:
                                "(no step leads to it)")
 
 
-def _check_template(source: Source, where: tuple, text: str) -> Iterator[FlowError]:
+def _check_template(source: Source, where: Where, text: str) -> Iterator[FlowError]:
     for problem in render.check(text):
         yield source.error(where, problem.message, offset=problem.offset)
 
@@ -214,7 +220,8 @@ def _check_send(source: Source, step: SendStep) -> Iterator[FlowError]:
 def _check_entities(source: Source, flow: Flow) -> Iterator[FlowError]:
     if flow.entity_key:
         return
-    places = [(("exit", "events", i), r) for i, r in enumerate(flow.exits)]
+    places: list[tuple[Where, EventRule]] = [(("exit", "events", i), r)
+                                             for i, r in enumerate(flow.exits)]
     places += [(_at(s.index, "wait_until"), s.rule)
                for s in flow.steps if isinstance(s, WaitUntilStep)]
     places += [(("goal",), flow.goal)] if flow.goal else []
