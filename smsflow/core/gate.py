@@ -7,10 +7,11 @@ holds in every candidate time zone and every cap has room, so a deferred send wa
 once, at the right minute, instead of bouncing from one rule to the next. The reason
 reported is the first rule (in the order above) that blocks sending *now*.
 
-Priority under caps: sends for one phone that are due in the same minute take cap slots
-by priority, whatever order they arrive in. A send that would take a cap's *last* slot
-is parked until the end of its minute (verdict ``park``); the caller then decides every
-parked send of the phone together, highest priority first (``contest=False``).
+Priority under caps: sends for one phone that are due in the same minute (the policy's
+``cap_contest_window``) take cap slots by priority, whatever order they arrive in. A send
+that would take a cap's *last* slot is parked until the end of its window (verdict
+``park``); the caller then decides every parked send of the phone together, highest
+priority first (``contest=False``).
 
 Pure: no Faust, no clock; ``now`` is an argument (epoch seconds, UTC).
 """
@@ -29,7 +30,6 @@ from smsflow.core.records.phones import ConsentLedger, PhoneInfo
 from smsflow.core.records.sends import DeferredRef, GateVerdict, SendCommand, SentRecord
 
 MAX_STEPS = 500  # fixed-point iterations; each one moves to a later window start or cap slot
-CONTEST_SECONDS = 60.0  # sends due within the same minute compete for a last cap slot by priority
 
 
 def resolve_zones(profile_timezone: str | None, number_zones: Iterable[str] | None,
@@ -173,14 +173,15 @@ def decide(send: SendCommand, ledger: ConsentLedger | None, phone: PhoneInfo,
     if t > now:
         return GateVerdict(action="defer", reason=reason, not_before=t, sender=sender.number,
                            details=details)
-    contested = _last_slot(caps, times, now) if contest else None
+    window = policy.cap_contest_window
+    contested = _last_slot(caps, times, now) if contest and window > 0 else None
     if contested is not None:
         details["rule"] = contested
         return GateVerdict(action="park", reason="contested_cap", sender=sender.number,
-                           not_before=minute_end(now), details=details)
+                           not_before=window_end(now, window), details=details)
     return GateVerdict(action="send", sender=sender.number, details=details)
 
 
-def minute_end(now: float) -> float:
-    """The end of ``now``'s minute: when parked sends of that minute are decided."""
-    return (now // CONTEST_SECONDS + 1) * CONTEST_SECONDS
+def window_end(now: float, window: float) -> float:
+    """The end of ``now``'s contest window: when parked sends of that window are decided."""
+    return (now // window + 1) * window

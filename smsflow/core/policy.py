@@ -44,6 +44,7 @@ DEFAULT_DOC: dict[str, Any] = {
     "brand": {"name": "smsflow demo", "help_contact": "support@example.com"},
     "fallback_timezone": "America/New_York",
     "max_defer": "7d",
+    "cap_contest_window": "60s",
     "holidays": [],
     "quiet_hours": {"marketing": _hours("08:00", "21:00")},
     "states": {
@@ -148,6 +149,7 @@ class Policy:
     fallback_timezone: str | None
     holidays: frozenset[date] = frozenset()
     max_defer: float = 7 * 86400.0
+    cap_contest_window: float = 60.0
     source: str = field(default="<default>", compare=False)
 
     def state_rule(self, state: str | None) -> StateRule | None:
@@ -258,5 +260,7 @@ def build_policy(doc: Mapping[str, Any], source: Source | None = None) -> Policy
         quiet_hours={cat: schedule(v, ("quiet_hours", cat)) for cat, v in merged["quiet_hours"].items()},
         states=states, caps=caps, senders=senders, fallback_timezone=fallback,
         holidays=frozenset(holidays), max_defer=parse_duration(merged["max_defer"]),
+        cap_contest_window=(parse_duration(merged["cap_contest_window"])
+                            if merged["cap_contest_window"] else 0.0),
         source=source.path if source else "<default>",
     )

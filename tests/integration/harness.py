@@ -13,9 +13,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from smsflow.broker import free_port
+from smsflow.core.records.base import encode, to_builtins
+from smsflow.core.records.events import IdentifyEvent, TrackEvent
+from smsflow.core.records.phones import InboundText
+from smsflow.core.records.sends import SendCommand
 from smsflow.demo.processes import Service, http_ok
 from smsflow.commands.produce import event_key
 from smsflow.kafka_admin import ensure_topics
@@ -156,15 +161,22 @@ class Stack:
 
     # -- producing -------------------------------------------------------------------
     def produce(self, role: str, records, key: Callable[[bytes], bytes | None] | None = None) -> None:
-        """Publish dicts (JSON-encoded) or raw bytes to a role's topic and flush."""
+        """Publish typed records (or raw bytes, for malformed input) to a role's topic.
+
+        A record's key is the one the contract names (customer id, phone); bytes are keyed
+        by ``key`` (default: the userId inside, as ``smsflow produce`` does)."""
         from smsflow.commands.produce import producer
 
         prod = producer(self.bootstrap)
         for record in records:
-            value = record if isinstance(record, (bytes, bytearray)) else orjson.dumps(record)
+            if isinstance(record, msgspec.Struct):
+                value, record_key = encode(record), contract_key(record)
+            else:
+                value = record if isinstance(record, (bytes, bytearray)) else orjson.dumps(record)
+                record_key = (key or event_key)(value)
             while True:
                 try:
-                    prod.produce(self.topic(role), value=value, key=(key or event_key)(value))
+                    prod.produce(self.topic(role), value=value, key=record_key)
                     break
                 except BufferError:  # local queue full: let librdkafka deliver some
                     prod.poll(0.1)
@@ -180,8 +192,33 @@ class Stack:
                 if v is not None]
 
     def table(self, name: str) -> dict:
+        """A table's current state (its changelog), values as plain JSON data."""
         topic = f"{self.settings.app_id}-{name}-changelog"
         return read_compacted(topic, self.bootstrap, decode=orjson.loads)
 
+    def state(self, name: str, kind: type) -> dict:
+        """A table's current state decoded into its record type."""
+        topic = f"{self.settings.app_id}-{name}-changelog"
+        return read_compacted(topic, self.bootstrap, decode=lambda v: msgspec.json.decode(v, type=kind))
+
     def outcomes(self, type_: str | None = None) -> list[dict]:
         return [o for o in self.records("outcomes") if type_ is None or o.get("type") == type_]
+
+
+def contract_key(record: msgspec.Struct) -> bytes | None:
+    """The Kafka key the public contract gives a record: customer id for events (product
+    id for product-level events), E.164 phone for sends and inbound texts."""
+    if isinstance(record, (TrackEvent, IdentifyEvent)):
+        key = record.user_id
+        if key is None and isinstance(record, TrackEvent):
+            key = record.properties.get("product_id")
+        return str(key).encode() if key is not None else None
+    if isinstance(record, SendCommand):
+        return record.phone.encode()
+    if isinstance(record, InboundText):
+        return record.from_.encode()
+    return None
+
+
+def builtins(record: msgspec.Struct) -> dict:
+    return to_builtins(record)

@@ -13,6 +13,9 @@ from pathlib import Path
 import orjson
 
 from smsflow.clock import iso
+from smsflow.core.records.base import to_builtins
+from smsflow.core.records.events import IdentifyEvent
+from smsflow.core.records.sends import PhoneState, SendCommand
 from tests.integration.harness import Stack, wait_for
 from tests.integration.zones import daytime_zone
 
@@ -35,22 +38,21 @@ def identify(cid, phone, *, at=None, status="subscribed", consent_at=None, mid=N
         traits["sms_consent"] = {"status": status, "source": source,
                                  "timestamp": iso(consent_at if consent_at is not None else at),
                                  "text": "Yes, text me offers. Reply STOP to opt out."}
-    return {"type": "identify", "messageId": mid or f"id-{cid}-{phone}-{at}", "userId": cid,
-            "timestamp": iso(at), "traits": traits}
+    return IdentifyEvent(message_id=mid or f"id-{cid}-{phone}-{at}", user_id=cid,
+                         timestamp=iso(at), traits=traits)
 
 
 def send_cmd(phone, key, *, customer, category="marketing", priority=50, body=None, tz=None,
              media=()):
-    """A send command as the flow engine writes it (DESIGN.md), for ``smsflow.sends``."""
+    """A send command as the flow engine writes it, for ``smsflow.sends``."""
     enrollment, _, step = key.rpartition(":")
-    return {"idempotency_key": key, "customer_id": customer, "phone": phone,
-            "flow_id": "direct_test", "enrollment_id": enrollment, "step_id": step,
-            "variant": "treatment", "category": category, "priority": priority,
-            "channel": "mms" if media else "sms",
-            "body": f"TestShop: offer {key}" if body is None else body,
-            "media_urls": list(media), "link": None, "send_window": None,
-            "timezone": tz or daytime_zone(), "country": "US", "created_at": iso(time.time()),
-            "attempt": 0}
+    return SendCommand(idempotency_key=key, customer_id=customer, phone=phone,
+                       flow_id="direct_test", enrollment_id=enrollment, step_id=step,
+                       variant="treatment", category=category, priority=priority,
+                       channel="mms" if media else "sms",
+                       body=f"TestShop: offer {key}" if body is None else body,
+                       media_urls=list(media), timezone=tz or daytime_zone(), country="US",
+                       created_at=iso(time.time()), attempt=0)
 
 
 def phone_key(value: bytes) -> bytes | None:
@@ -70,7 +72,9 @@ def produce_sends(stack: Stack, sends) -> None:
 
 
 def ledger(stack: Stack, phone: str) -> dict:
-    return stack.table("consent").get(phone) or {}
+    """The phone's consent ledger as plain data ({} when the phone is unknown)."""
+    state = stack.state("phones", PhoneState).get(phone)
+    return to_builtins(state.ledger) if state is not None else {}
 
 
 def wait_ledger(stack: Stack, phone: str, check, message: str, timeout: float = 30) -> dict:

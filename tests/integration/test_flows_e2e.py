@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 import pytest
 
+from smsflow.core.records.events import IdentifyEvent, TrackEvent
 from tests.integration.harness import wait_for
 from tests.integration.zones import daytime_zone, night_zone
 
@@ -25,13 +26,12 @@ def identify(cid, phone, tz, consent="subscribed"):
         traits["sms_consent"] = {"status": consent, "source": "checkout",
                                  "timestamp": "2026-11-28T09:00:00Z",
                                  "text": "Yes, text me. Reply STOP to opt out."}
-    return {"type": "identify", "messageId": f"id-{cid}-{phone}", "userId": cid,
-            "timestamp": "2026-11-28T09:00:00Z", "traits": traits}
+    return IdentifyEvent(message_id=f"id-{cid}-{phone}", user_id=cid,
+                         timestamp="2026-11-28T09:00:00Z", traits=traits)
 
 
 def track(cid, mid, name, ts="2026-11-28T10:00:00Z", **props):
-    return {"type": "track", "messageId": mid, "userId": cid, "event": name, "timestamp": ts,
-            "properties": props}
+    return TrackEvent(message_id=mid, user_id=cid, event=name, timestamp=ts, properties=props)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_cart_recovery_exit_transactional_and_stop(live):
                                checkout_id="ch_a2", checkout_url="https://shop.example/c/ch_a2")])
     live.produce_events([track("ana", "a3", "Checkout Started", ts="2026-11-28T12:00:00Z",
                                checkout_id="ch_a2", checkout_url="https://shop.example/c/ch_a2")])
-    ledger = wait_for(lambda: live.table("consent").get(a), message="ledger")
+    ledger = wait_for(lambda: (live.table("phones").get(a) or {}).get("ledger"), message="ledger")
     assert ledger["status"] == "unsubscribed"
     assert all(t["body"].startswith("TestShop") for t in live.texts(a)[1:])
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from smsflow.core.flows import holdout as core_holdout
+from smsflow.core.records.events import IdentifyEvent, TrackEvent
 from tests.integration.harness import Stack, wait_for
 from tests.integration.zones import daytime_zone
 
@@ -26,6 +27,7 @@ SENDER = "+18005550199"
 POLICY = f"""version: 1
 brand: {{name: TimerShop, help_contact: "help@shop.example"}}
 fallback_timezone: America/New_York
+cap_contest_window: 2s
 quiet_hours:
   marketing: {{start: "08:00", end: "21:00"}}
 caps:
@@ -43,22 +45,19 @@ def now_iso(offset: float = 0.0) -> str:
 
 
 def identify(cid: str, phone: str, tz: str, consent: bool = True, mid: str | None = None,
-             **traits) -> dict:
+             **traits) -> IdentifyEvent:
     body = {"first_name": cid.upper(), "phone": phone, "country": "US", "timezone": tz, **traits}
     if consent:
         body["sms_consent"] = {"status": "subscribed", "source": "checkout",
                                "timestamp": "2026-11-28T09:00:00Z",
                                "text": "Yes, text me. Reply STOP to opt out."}
-    return {"type": "identify", "messageId": mid or f"id-{cid}", "userId": cid,
-            "timestamp": now_iso(), "traits": body}
+    return IdentifyEvent(message_id=mid or f"id-{cid}", user_id=cid, timestamp=now_iso(),
+                         traits=body)
 
 
-def track(cid: str | None, mid: str, event_name: str, **props) -> dict:
-    event = {"type": "track", "messageId": mid, "event": event_name, "timestamp": now_iso(),
-             "properties": props}
-    if cid is not None:
-        event["userId"] = cid
-    return event
+def track(cid: str | None, mid: str, event_name: str, **props) -> TrackEvent:
+    return TrackEvent(message_id=mid, user_id=cid, event=event_name, timestamp=now_iso(),
+                      properties=props)
 
 
 def phone(n: int) -> str:
@@ -121,8 +120,8 @@ def live(bootstrap, tmp_path_factory):
                    identify("br_up", BRANCH["br_up"], day, tier="silver")]
         stack.produce_events(people)
         marketing = {p for g in (SPLIT, CART, RESTOCK, HOLDOUT) for p in g.values()}
-        wait_for(lambda: marketing <= {k for k, v in stack.table("consent").items()
-                                       if v.get("status") == "subscribed"},
+        wait_for(lambda: marketing <= {k for k, v in stack.table("phones").items()
+                                       if v["ledger"]["status"] == "subscribed"},
                  timeout=120, interval=1.0, message="consent ledger for every marketing phone")
         yield stack
     finally:
@@ -152,7 +151,7 @@ def test_wait_until_event_arrives_or_times_out(live):
     time.sleep(max(0.0, due_on + 1.5 - time.time()))
     assert len(live.texts(WAIT_UNTIL["wu_on"])) == 1
     timers = live.table("customer_timers")
-    assert not [k for k in timers if "|wu_" in k], timers
+    assert not [k for k in timers if ":wu_" in k], timers
     done = {o["customer_id"]: o["reason"] for o in flow_outcomes(live, "tt_delivery", "completed")}
     assert done == {"wu_on": "completed", "wu_late": "completed"}
 
@@ -213,8 +212,9 @@ def test_back_in_stock_fan_out(live):
         track("rs_c", "rs-c", "Back In Stock Requested", product_id="sku_tt8"),
         track("rs_d", "rs-d", "Product Viewed", product_id="sku_tt9"),
     ])
-    wait_for(lambda: set((live.table("products").get("sku_tt9") or {}).get("waiting", {}))
-             == {"rs_a", "rs_b"}, timeout=60, message="wait list of sku_tt9")
+    wait_for(lambda: {v["customer_id"] for k, v in live.table("waitlists").items()
+                      if k.startswith("7:sku_tt9|")} == {"rs_a", "rs_b"},
+             timeout=60, message="wait list of sku_tt9")
     live.produce_events([track(None, "bis-tt9", "Back In Stock", product_id="sku_tt9",
                                name="Night Cream", in_stock=True)])
     want = {RESTOCK["rs_a"], RESTOCK["rs_b"]}
@@ -276,7 +276,7 @@ def test_pending_timers_survive_sigkill(bootstrap, tmp_path, restart_as):
         wait_for(lambda: len(flow_outcomes(stack, "tt_crash", "scheduled")) >= CRASH_CUSTOMERS,
                  timeout=60, message="500 timers scheduled")
         # the timers are durable (in the changelog), not only announced
-        wait_for(lambda: sum(1 for k in stack.table("customer_timers") if "|cr" in k) >= CRASH_CUSTOMERS,
+        wait_for(lambda: sum(1 for k in stack.table("customer_timers") if ":cr" in k) >= CRASH_CUSTOMERS,
                  timeout=30, message="500 timers in the changelog")
         scheduled = flow_outcomes(stack, "tt_crash", "scheduled")
         first_due = min(epoch(o["details"]["due"]) for o in scheduled)
@@ -301,7 +301,7 @@ def test_pending_timers_survive_sigkill(bootstrap, tmp_path, restart_as):
         sent = flow_outcomes(stack, "tt_crash", "sent")
         keys = Counter(o["idempotency_key"] for o in sent)
         assert len(keys) == CRASH_CUSTOMERS and set(keys.values()) == {1}, keys.most_common(3)
-        assert not [k for k in stack.table("customer_timers") if "|cr" in k]
+        assert not [k for k in stack.table("customer_timers") if ":cr" in k]
     finally:
         stack.stop()
 

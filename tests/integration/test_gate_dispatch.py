@@ -70,30 +70,30 @@ def test_frequency_cap_defers_by_priority_then_drops(live):
     subscribe(live, [(cid, p)])
     fillers = [send_cmd(p, f"cap1-f:{i}", customer=cid) for i in range(3)]
     produce_sends(live, fillers[:1])
-    wait_keyed(live, "sent", fillers[0]["idempotency_key"])
+    wait_keyed(live, "sent", fillers[0].idempotency_key)
     time.sleep(3.0)  # so that one slot (not three) frees 10 s after the first filler
     produce_sends(live, fillers[1:])
     for f in fillers[1:]:
-        wait_keyed(live, "sent", f["idempotency_key"])
+        wait_keyed(live, "sent", f.idempotency_key)
     # the cap (3 per 10 s) is full: both wait for the same single slot; the low-priority
     # one has the smaller key, so its timer fires first and it would win without priorities
     low = send_cmd(p, "cap1-a:low", customer=cid, priority=10)
     high = send_cmd(p, "cap1-b:high", customer=cid, priority=90)
     produce_sends(live, [low, high])
     for s in (low, high):
-        first = wait_keyed(live, "deferred", s["idempotency_key"])[0]
+        first = wait_keyed(live, "deferred", s.idempotency_key)[0]
         assert first["reason"] == "frequency_cap" and first["details"]["rule"] == "marketing-burst"
-    wait_keyed(live, "sent", high["idempotency_key"], timeout=30)
-    wait_keyed(live, "sent", low["idempotency_key"], timeout=30)
-    assert len(keyed(live, "deferred", low["idempotency_key"])) >= 2, "low re-deferred behind high"
-    assert len(keyed(live, "deferred", high["idempotency_key"])) == 1
+    wait_keyed(live, "sent", high.idempotency_key, timeout=30)
+    wait_keyed(live, "sent", low.idempotency_key, timeout=30)
+    assert len(keyed(live, "deferred", low.idempotency_key)) >= 2, "low re-deferred behind high"
+    assert len(keyed(live, "deferred", high.idempotency_key)) == 1
     order = [t["ref"] for t in sorted(live.texts(p), key=lambda t: t["date_created"])]
-    assert order.index(high["idempotency_key"]) < order.index(low["idempotency_key"]), order
+    assert order.index(high.idempotency_key) < order.index(low.idempotency_key), order
 
     # five marketing texts this hour: the hourly cap drops the sixth
     sixth = send_cmd(p, "cap1-z:x", customer=cid, priority=99)
     produce_sends(live, [sixth])
-    dropped = wait_keyed(live, "dropped", sixth["idempotency_key"])[0]
+    dropped = wait_keyed(live, "dropped", sixth.idempotency_key)[0]
     assert dropped["reason"] == "frequency_cap"
     assert dropped["details"]["rule"] == "marketing-hourly"
     assert sum(texts_by_ref(live, p).values()) == 5
@@ -106,15 +106,15 @@ def test_florida_state_cap_defers_the_fourth_marketing_text(live):
     before = time.time()
     produce_sends(live, sends[:3])
     for s in sends[:3]:
-        wait_keyed(live, "sent", s["idempotency_key"])
+        wait_keyed(live, "sent", s.idempotency_key)
     produce_sends(live, sends[3:])
-    deferred = wait_keyed(live, "deferred", sends[3]["idempotency_key"])[0]
+    deferred = wait_keyed(live, "deferred", sends[3].idempotency_key)[0]
     assert deferred["reason"] == "state_cap"
     assert deferred["details"]["state"] == "FL"
     assert deferred["details"]["rule"] == "state:FL:3/24h"
     assert epoch(deferred["details"]["not_before"]) > before + 23.9 * 3600
     time.sleep(1.0)
-    assert sorted(texts_by_ref(live, p)) == sorted(s["idempotency_key"] for s in sends[:3])
+    assert sorted(texts_by_ref(live, p)) == sorted(s.idempotency_key for s in sends[:3])
 
 
 def test_429_storm_then_success_sends_each_message_once(live, faults):
@@ -124,18 +124,18 @@ def test_429_storm_then_success_sends_each_message_once(live, faults):
                       body=f"Order update {i}") for i in range(5)]
     produce_sends(live, sends)
     for s in sends:
-        retried = wait_keyed(live, "retried", s["idempotency_key"], n=2, timeout=30)
+        retried = wait_keyed(live, "retried", s.idempotency_key, n=2, timeout=30)
         assert retried[0]["error_code"] == 20429 and retried[0]["reason"] == "retry"
     assert live.texts(p) == []
     faults(fault_rate=0.0)
     for s in sends:
-        wait_keyed(live, "sent", s["idempotency_key"], timeout=40)
+        wait_keyed(live, "sent", s.idempotency_key, timeout=40)
     time.sleep(2.0)
     counts = texts_by_ref(live, p)
-    assert counts == Counter({s["idempotency_key"]: 1 for s in sends}), counts
+    assert counts == Counter({s.idempotency_key: 1 for s in sends}), counts
     for s in sends:
-        assert len(keyed(live, "sent", s["idempotency_key"])) == 1
-        assert not keyed(live, "failed", s["idempotency_key"])
+        assert len(keyed(live, "sent", s.idempotency_key)) == 1
+        assert not keyed(live, "failed", s.idempotency_key)
     stats = live.sandbox("/sandbox/stats")
     assert stats["counts"].get("fault_429", 0) >= 10
 
@@ -156,7 +156,7 @@ def test_provider_21610_marks_the_phone_opted_out(live, faults):
                 "re-subscribed on the web")
     send = send_cmd(p, "pv1-e:m", customer=cid)
     produce_sends(live, [send])
-    failed = wait_keyed(live, "failed", send["idempotency_key"])[0]
+    failed = wait_keyed(live, "failed", send.idempotency_key)[0]
     assert failed["error_code"] == 21610
     led = wait_ledger(live, p, lambda x: x["status"] == "unsubscribed" and x["source"] == "provider",
                       "21610 recorded in the ledger")
@@ -171,7 +171,7 @@ def test_provider_21610_marks_the_phone_opted_out(live, faults):
     # from now on the gate stops it before Twilio
     again = send_cmd(p, "pv1-e:t", customer=cid, category="transactional")
     produce_sends(live, [again])
-    assert wait_keyed(live, "suppressed", again["idempotency_key"])[0]["reason"] == "opted_out"
+    assert wait_keyed(live, "suppressed", again.idempotency_key)[0]["reason"] == "opted_out"
 
 
 def test_forged_status_callback_is_refused(live):
@@ -205,7 +205,7 @@ def test_mms_reaches_twilio_with_its_media(live):
     media = ["https://cdn.shop.example/p/sku_1.jpg", "https://cdn.shop.example/p/sku_2.png"]
     send = send_cmd(p, "mm1-e:m", customer=cid, body="Back in stock!", media=media)
     produce_sends(live, [send])
-    sent = wait_keyed(live, "sent", send["idempotency_key"])[0]
+    sent = wait_keyed(live, "sent", send.idempotency_key)[0]
     texts = live.texts(p)
     assert len(texts) == 1
     assert texts[0]["media_urls"] == media
@@ -215,7 +215,7 @@ def test_mms_reaches_twilio_with_its_media(live):
     many = send_cmd(p, "mm1-e:many", customer=cid, category="transactional",
                     media=[f"https://cdn.shop.example/{i}.jpg" for i in range(11)])
     produce_sends(live, [many])
-    assert wait_keyed(live, "suppressed", many["idempotency_key"])[0]["reason"] == "too_many_media"
+    assert wait_keyed(live, "suppressed", many.idempotency_key)[0]["reason"] == "too_many_media"
     assert len(live.texts(p)) == 1
 
 
@@ -227,21 +227,21 @@ def test_body_too_long_is_suppressed(live):
     ok = send_cmd(p, "bl1-e:ok", customer=cid, body="b" * 1530)  # 10 GSM-7 segments
     produce_sends(live, [long_gsm, long_ucs2, ok])
     for s in (long_gsm, long_ucs2):
-        assert wait_keyed(live, "suppressed", s["idempotency_key"])[0]["reason"] == "body_too_long"
-    sent = wait_keyed(live, "sent", ok["idempotency_key"])[0]
+        assert wait_keyed(live, "suppressed", s.idempotency_key)[0]["reason"] == "body_too_long"
+    sent = wait_keyed(live, "sent", ok.idempotency_key)[0]
     assert (sent["segments"], sent["encoding"]) == (10, "GSM-7")
-    assert list(texts_by_ref(live, p)) == [ok["idempotency_key"]]
+    assert list(texts_by_ref(live, p)) == [ok.idempotency_key]
 
 
 def test_same_send_command_twice_sends_one_text(live):
     p = "+14155550309"
     send = send_cmd(p, "dup-e:s", customer="dp1", category="transactional", body="Your code is 1234")
     produce_sends(live, [send, send])
-    wait_keyed(live, "sent", send["idempotency_key"])
-    dup = wait_keyed(live, "suppressed", send["idempotency_key"])[0]
+    wait_keyed(live, "sent", send.idempotency_key)
+    dup = wait_keyed(live, "suppressed", send.idempotency_key)[0]
     assert dup["reason"] == "duplicate"
     produce_sends(live, [send])  # redelivered much later
-    wait_keyed(live, "suppressed", send["idempotency_key"], n=2)
+    wait_keyed(live, "suppressed", send.idempotency_key, n=2)
     time.sleep(1.0)
-    assert texts_by_ref(live, p) == Counter({send["idempotency_key"]: 1})
-    assert len(keyed(live, "sent", send["idempotency_key"])) == 1
+    assert texts_by_ref(live, p) == Counter({send.idempotency_key: 1})
+    assert len(keyed(live, "sent", send.idempotency_key)) == 1

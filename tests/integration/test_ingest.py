@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from smsflow.core.records.events import IdentifyEvent, TrackEvent
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def identify(cid, mid, ts, **traits):
-    return {"type": "identify", "messageId": mid, "userId": cid, "timestamp": ts, "traits": traits}
+    return IdentifyEvent(message_id=mid, user_id=cid, timestamp=ts, traits=traits)
 
 
 def order(cid, mid, ts, order_id, value, category="skincare"):
-    return {"type": "track", "messageId": mid, "userId": cid, "event": "Order Completed",
-            "timestamp": ts, "properties": {"order_id": order_id, "value": value,
-                                            "products": [{"product_id": "p1", "category": category}]}}
+    return TrackEvent(message_id=mid, user_id=cid, event="Order Completed", timestamp=ts,
+                      properties={"order_id": order_id, "value": value,
+                                  "products": [{"product_id": "p1", "category": category}]})
 
 
 def test_profiles_dedupe_and_dlq(stack):
@@ -39,7 +40,8 @@ def test_profiles_dedupe_and_dlq(stack):
     stack.produce_events(good + bad)
 
     profiles = wait_for(lambda: (lambda t: t if t.get("c1", {}).get("order_count") == 2
-                                 and "c2" in t else None)(stack.table("profiles")),
+                                 and "c2" in t else None)(
+        {k: v["profile"] for k, v in stack.table("customers").items()}),
                         message="profiles c1 with 2 orders and c2")
     c1 = profiles["c1"]
     assert c1["total_spent"] == 100.0
