@@ -23,9 +23,25 @@ def interval(ci: tuple[float, float] | None, scale: float = 100.0, unit: str = "
     return "—" if ci is None else f"[{ci[0] * scale:+.1f}, {ci[1] * scale:+.1f}]{unit}"
 
 
-def render(report: Report, console: Console | None = None) -> None:
+def render(report: Report, console: Console | None = None, *, incrementality: bool = True,
+           lasting: bool = True, accounting: bool = False) -> None:
+    """Print the chosen sections: the holdout funnel and lift, what lasts (30/60/90 days,
+    CUPED), the accounting of enrollments and sends."""
     # Piped or redirected output is not wrapped at 80 columns: a wide table stays readable.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
+    if incrementality:
+        _incrementality(report, console)
+    if lasting and report.lasting is not None:
+        from smsflow.report.render_lasting import render_lasting
+
+        render_lasting(report.lasting, console)
+    if accounting and report.accounting is not None:
+        from smsflow.report.render_accounting import render_accounting
+
+        render_accounting(report.accounting, console)
+
+
+def _incrementality(report: Report, console: Console) -> None:
     level = f"{1 - report.alpha:.0%}"
     table = Table(title=f"smsflow incrementality report — {report.source or 'outcomes'}",
                   caption=_caption(report), box=box.SIMPLE_HEAD)
@@ -72,4 +88,6 @@ def _caption(report: Report) -> str:
             f"last touch: click {w.click / 86400:g} d, delivery {w.delivery / 3600:g} h")
     if report.skipped_lines:
         text += f"; {report.skipped_lines:,} malformed records skipped"
+    if report.duplicates:
+        text += f"; {report.duplicates:,} repeated records (same outcome_id) counted once"
     return text
