@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from decimal import Decimal
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from smsflow.report import money
 from smsflow.report.summary import FlowResult, Report
 
 
@@ -54,7 +57,7 @@ def _incrementality(report: Report, console: Console) -> None:
             low, high = report.rate_ci(arm)
             table.add_row(flow.flow_id, arm.variant, *(f"{n:,}" for n in arm.funnel().values()),
                           pct(arm.conversion_rate), f"{low * 100:.1f}–{high * 100:.1f}%",
-                          f"{arm.revenue:,.2f}", f"{arm.revenue_per_enrolled:,.2f}",
+                          _per_currency(arm.revenue), _per_currency(arm.revenue_per_enrolled),
                           f"{arm.attributed_conversions:,}")
         table.add_section()
     console.print(table)
@@ -73,13 +76,21 @@ def lift_lines(flow: FlowResult, level: str) -> list[str]:
     lines = [f"{head} absolute lift {c.diff * 100:+.2f} pp {interval(c.diff_ci, unit=' pp')}, "
              f"relative lift {_signed_pct(c.lift)} {interval(c.lift_ci)} ({level} CI), "
              f"p = {c.p_value:.3g} ({'Fisher exact' if c.test == 'fisher' else 'z test'})"]
-    if flow.revenue is not None:
-        r = flow.revenue
-        lines.append(f"  revenue per enrolled customer {r.diff:+,.2f} "
-                     f"[{r.diff_ci[0]:+,.2f}, {r.diff_ci[1]:+,.2f}] (Welch), p = {r.p_value:.3g}")
+    for currency, r in flow.revenue.items():
+        if r is not None:
+            lines.append(f"  revenue per enrolled customer, {currency}: {r.diff:+,.2f} "
+                         f"[{r.diff_ci[0]:+,.2f}, {r.diff_ci[1]:+,.2f}] (Welch), "
+                         f"p = {r.p_value:.3g}")
     if flow.power is not None and flow.power.warning:
         lines.append(f"  [yellow]warning:[/yellow] {flow.power.warning}")
     return lines
+
+
+def _per_currency(amounts: Mapping[str, Decimal]) -> str:
+    """One line per currency (never one sum across currencies); 0.00 with no revenue."""
+    if not amounts:
+        return "0.00"
+    return "\n".join(money.fmt(amount, currency) for currency, amount in amounts.items())
 
 
 def _caption(report: Report) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from smsflow.core.attribution import Windows
+from smsflow.report import money
 from smsflow.report.accounting import DEFAULT_GRACE, Accounting, build_accounting
 from smsflow.report.aggregate import Arm, aggregate
 from smsflow.report.lasting import (
@@ -38,7 +39,7 @@ class FlowResult:
     flow_id: str
     arms: dict[str, Arm]
     conversion: ProportionComparison | None = None  # None unless both arms have customers
-    revenue: MeanComparison | None = None
+    revenue: dict[str, MeanComparison | None] = field(default_factory=dict)  # per currency
     power: PowerCheck | None = None
 
     @property
@@ -100,6 +101,8 @@ def compare_flow(flow_id: str, arms: dict[str, Arm], alpha: float = ALPHA) -> Fl
         return result
     counts = (t.converted, t.enrolled, c.converted, c.enrolled)
     result.conversion = compare_proportions(*counts, alpha=alpha)
-    result.revenue = compare_means(t.revenue_values(), c.revenue_values(), alpha=alpha)
+    for currency in sorted(set(t.currencies) | set(c.currencies), key=money.currency_order):
+        result.revenue[currency] = compare_means(t.revenue_values(currency),
+                                                 c.revenue_values(currency), alpha=alpha)
     result.power = power_check(*counts, alpha=alpha)
     return result

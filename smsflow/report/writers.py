@@ -30,23 +30,29 @@ def rows(report: Report) -> list[dict]:
 
 
 def arm_fields(report: Report, arm: Arm) -> dict:
+    """One arm; money per currency as exact decimal strings (``revenue_USD``, ...)."""
     low, high = report.rate_ci(arm)
-    return {**arm.funnel(), "conversion_rate": arm.conversion_rate, "rate_ci_low": low,
-            "rate_ci_high": high, "revenue": round(arm.revenue, 2),
-            "currency": ",".join(sorted(arm.currencies)),
-            "revenue_per_enrolled": arm.revenue_per_enrolled,
-            "last_touch_conversions": arm.attributed_conversions,
-            "last_touch_revenue": round(arm.attributed_revenue, 2)}
+    fields = {**arm.funnel(), "conversion_rate": arm.conversion_rate, "rate_ci_low": low,
+              "rate_ci_high": high, "currency": ",".join(arm.currencies),
+              "last_touch_conversions": arm.attributed_conversions}
+    per_enrolled = arm.revenue_per_enrolled
+    for currency, total in arm.revenue.items():
+        fields[f"revenue_{currency}"] = str(total)
+        fields[f"revenue_per_enrolled_{currency}"] = str(_cents(per_enrolled[currency]))
+    for currency, total in sorted(arm.attributed_revenue.items()):
+        fields[f"last_touch_revenue_{currency}"] = str(total)
+    return fields
 
 
 def comparison_fields(flow: FlowResult) -> dict:
-    c, r, p = flow.conversion, flow.revenue, flow.power
-    return {**_with_ci("abs_lift", c and c.diff, c and c.diff_ci),
-            **_with_ci("rel_lift", c and c.lift, c and c.lift_ci),
-            "p_value": c and c.p_value, "test": c and c.test,
-            **_with_ci("revenue_diff", r and r.diff, r and r.diff_ci),
-            "revenue_p_value": r and r.p_value,
-            "needed_treatment": p and p.needed_t, "needed_control": p and p.needed_c,
+    c, p = flow.conversion, flow.power
+    fields = {**_with_ci("abs_lift", c and c.diff, c and c.diff_ci),
+              **_with_ci("rel_lift", c and c.lift, c and c.lift_ci),
+              "p_value": c and c.p_value, "test": c and c.test}
+    for currency, r in flow.revenue.items():
+        fields.update(_with_ci(f"revenue_diff_{currency}", r and r.diff, r and r.diff_ci))
+        fields[f"revenue_p_value_{currency}"] = r and r.p_value
+    return {**fields, "needed_treatment": p and p.needed_t, "needed_control": p and p.needed_c,
             "underpowered": True if p is None else p.underpowered}
 
 
@@ -66,7 +72,8 @@ def to_dict(report: Report) -> dict:
         "flows": [{"flow_id": flow.flow_id,
                    "arms": {arm.variant: arm_fields(report, arm) for arm in flow.arms.values()},
                    "conversion": flow.conversion and asdict(flow.conversion),
-                   "revenue_per_enrolled": flow.revenue and asdict(flow.revenue),
+                   "revenue_per_enrolled": {currency: r and asdict(r)
+                                            for currency, r in flow.revenue.items()},
                    "power": flow.power and asdict(flow.power)}
                   for flow in report.flows],
         "duplicates": report.duplicates,
@@ -159,8 +166,10 @@ def accounting_dict(accounting: Accounting) -> dict:
 
 def write_csv(report: Report, path: str | Path) -> Path:
     path, data = Path(path), rows(report)
+    # Rows differ in their currency columns: the header is the union, in first-seen order.
+    fieldnames = list(dict.fromkeys(name for row in data for name in row))
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(data[0]) if data else ["flow_id", "variant"])
+        writer = csv.DictWriter(fh, fieldnames=fieldnames or ["flow_id", "variant"])
         writer.writeheader()
         writer.writerows(data)
     return path
