@@ -57,6 +57,18 @@ class Flag:
         return PROBLEMS.get(self.problem, self.problem)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An enrollment or send that is waiting, on time, for ``due``."""
+
+    kind: str                 # enrollment | send
+    flow_id: str
+    key: str
+    customer_id: str | None
+    state: str                # scheduled (a timer) | deferred | retried
+    due: float
+
+
 PROBLEMS = {
     "no_outcome": "no terminal outcome and nothing pending",
     "overdue": "pending, but its due time passed more than the grace period ago",
@@ -120,6 +132,7 @@ class Accounting:
     grace: float
     flows: list[FlowAccount]
     flags: list[Flag]
+    pending: list[Pending] = field(default_factory=list)  # on time, soonest first
 
     @property
     def ok(self) -> bool:
@@ -146,6 +159,7 @@ def build_accounting(records: Sequence[Mapping], *, as_of: float | None = None,
             by_enrollment[enrollment].append((index, r))
     flows: dict[str, FlowAccount] = {}
     flags: list[Flag] = []
+    pending: list[Pending] = []
     flow_of: dict[str, str] = {}
 
     def account(flow: str) -> FlowAccount:
@@ -156,9 +170,8 @@ def build_accounting(records: Sequence[Mapping], *, as_of: float | None = None,
         flow_of[enrollment] = flow
         if flow_id not in (None, flow):
             continue
-        for flag in _enrollment(account(flow).enrollments, enrollment, flow, items, as_of,
-                                grace):
-            flags.append(flag)
+        flags.extend(_enrollment(account(flow).enrollments, enrollment, flow, items, as_of,
+                                 grace, pending))
     for key, items in by_key.items():
         flow = _flow_of(items)
         if flow == NO_FLOW:
@@ -166,10 +179,11 @@ def build_accounting(records: Sequence[Mapping], *, as_of: float | None = None,
             flow = flow_of.get(enrollment, NO_FLOW)
         if flow_id not in (None, flow):
             continue
-        flags.extend(_send(account(flow).sends, key, flow, items, as_of, grace))
+        flags.extend(_send(account(flow).sends, key, flow, items, as_of, grace, pending))
     ordered = [flows[f] for f in sorted(flows, key=lambda f: (f == NO_FLOW, f))]
     flags.sort(key=lambda f: (f.flow_id, f.kind, f.problem, f.due or 0.0, f.key))
-    return Accounting(as_of, source, grace, ordered, flags)
+    pending.sort(key=lambda p: (p.due, p.flow_id, p.kind, p.key))
+    return Accounting(as_of, source, grace, ordered, flags, pending)
 
 
 def _first_text(items: Iterable[tuple[int, Mapping]], name: str) -> str | None:
@@ -208,7 +222,7 @@ def _pending(balance_due: float | None, due: float | None) -> float | None:
 
 def _enrollment(balance: EnrollmentBalance, enrollment: str, flow: str,
                 items: list[tuple[int, Mapping]], as_of: float | None,
-                grace: float) -> list[Flag]:
+                grace: float, waiting: list[Pending]) -> list[Flag]:
     customer = _first_text(items, "customer_id")
     flags: list[Flag] = []
 
@@ -239,6 +253,7 @@ def _enrollment(balance: EnrollmentBalance, enrollment: str, flow: str,
             flag("overdue", due)
         else:
             balance.next_due = _pending(balance.next_due, due)
+            waiting.append(Pending("enrollment", flow, enrollment, customer, "scheduled", due))
     else:
         flag("no_outcome")
     balance.flagged += bool(flags)
@@ -246,7 +261,7 @@ def _enrollment(balance: EnrollmentBalance, enrollment: str, flow: str,
 
 
 def _send(balance: SendBalance, key: str, flow: str, items: list[tuple[int, Mapping]],
-          as_of: float | None, grace: float) -> list[Flag]:
+          as_of: float | None, grace: float, waiting: list[Pending]) -> list[Flag]:
     customer = _first_text(items, "customer_id")
     flags: list[Flag] = []
 
@@ -295,6 +310,7 @@ def _send(balance: SendBalance, key: str, flow: str, items: list[tuple[int, Mapp
             flag("overdue", due)
         else:
             balance.next_due = _pending(balance.next_due, due)
+            waiting.append(Pending("send", flow, key, customer, latest["type"], due))
     elif duplicates:
         flag("duplicate_only")
     elif aftermath:

@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from smsflow.report.accounting import Accounting, Flag
 from smsflow.report.render_lasting import when
@@ -16,9 +17,10 @@ from smsflow.report.render_lasting import when
 MAX_FLAGS_SHOWN = 25
 
 
-def _reasons(counts: Counter, skip: tuple[str, ...] = ()) -> str:
+def _reasons(counts: Counter, skip: tuple[str, ...] = ()) -> Text:
+    """One "count reason" line per reason, as plain text (reasons are data, not markup)."""
     items = [(r, n) for r, n in counts.most_common() if r not in skip]
-    return "\n".join(f"{n:,} {escape(r)}" for r, n in items) or "0"
+    return Text("\n".join(f"{n:,} {r}" for r, n in items) or "0")
 
 
 def render_accounting(accounting: Accounting, console: Console) -> None:
@@ -43,7 +45,7 @@ def _enrollments(accounting: Accounting) -> Table:
         e = flow.enrollments
         if not (e.enrolled or e.ended or e.active or e.flagged):
             continue
-        table.add_row(escape(flow.flow_id), f"{e.enrolled:,}", f"{e.ended:,}",
+        table.add_row(Text(flow.flow_id), f"{e.enrolled:,}", f"{e.ended:,}",
                       f"{e.completed:,}", f"{e.goal_reached:,}",
                       _reasons(e.exited, skip=("goal_reached",)), f"{e.active:,}",
                       when(e.next_due), _flagged(e.flagged))
@@ -59,7 +61,7 @@ def _sends(accounting: Accounting) -> Table:
         s = flow.sends
         if not s.keys:
             continue
-        table.add_row(escape(flow.flow_id), f"{s.keys:,}", f"{s.sent:,}", f"{s.would_send:,}",
+        table.add_row(Text(flow.flow_id), f"{s.keys:,}", f"{s.sent:,}", f"{s.would_send:,}",
                       _reasons(s.suppressed), _reasons(s.dropped), _reasons(s.failed),
                       _reasons(s.pending), when(s.next_due), _flagged(s.flagged))
     return table
@@ -79,7 +81,7 @@ def _flags(accounting: Accounting, console: Console) -> None:
     console.print(f"[bold red]{len(flags):,} flagged[/bold red]: " + "; ".join(
         f"{n:,} {kind} {problem}" for (kind, problem), n in summary.most_common()))
     for flag in flags[:MAX_FLAGS_SHOWN]:
-        console.print("  " + flag_line(flag, accounting.as_of))
+        console.print("  " + flag_line(flag, accounting.as_of), emoji=False)
     if len(flags) > MAX_FLAGS_SHOWN:
         console.print(f"  … and {len(flags) - MAX_FLAGS_SHOWN:,} more (all of them in --json)")
 

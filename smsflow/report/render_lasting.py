@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from smsflow.report import money
 from smsflow.report.cuped import CupedComparison, Estimate
@@ -41,7 +43,7 @@ def render_lasting(lasting: Lasting, console: Console) -> None:
     console.print(f"as of {when(lasting.as_of)} ({lasting.as_of_source}); "
                   f"{lasting.orders:,} distinct orders in the data")
     for note in lasting.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", emoji=False)
     if not lasting.flows:
         console.print("no enrollments")
         return
@@ -51,7 +53,8 @@ def render_lasting(lasting: Lasting, console: Console) -> None:
     console.print(_lift_table(lasting, level))
     for flow in lasting.flows:
         for note in flow.notes:
-            console.print(f"[yellow]note[/yellow] [bold]{flow.flow_id}[/bold]: {note}")
+            console.print(f"[yellow]note[/yellow] [bold]{escape(flow.flow_id)}[/bold]: "
+                          f"{escape(note)}", emoji=False)
     console.print(
         "[dim]Each customer counts once per arm, from their first enrollment; at N days only "
         "customers whose window (enrollment, enrollment + N days] has closed count "
@@ -72,7 +75,7 @@ def _arms_table(lasting: Lasting, level: str) -> Table:
             for arm in result.arms.values():
                 currencies = list(arm.revenue.values())
                 table.add_row(
-                    flow.flow_id, str(result.days), arm.variant,
+                    Text(flow.flow_id), str(result.days), arm.variant,
                     f"{arm.closed:,} / {arm.enrolled:,}", f"{arm.repeaters:,}",
                     _pct(arm.rate), _range(arm.rate_ci),
                     "\n".join(money.fmt(r.per_customer, r.currency) for r in currencies) or "—",
@@ -91,7 +94,7 @@ def _lift_table(lasting: Lasting, level: str) -> Table:
     for flow in lasting.flows:
         for result in flow.horizons:
             for row in _lift_rows(result):
-                table.add_row(flow.flow_id, str(result.days), *row)
+                table.add_row(Text(flow.flow_id), str(result.days), *row)
         table.add_section()
     return table
 

@@ -138,7 +138,7 @@ def _cents(amount: Decimal) -> Decimal:
 
 
 def accounting_dict(accounting: Accounting) -> dict:
-    """Per flow: the balance of enrollments and sends; every flagged item."""
+    """Per flow: the balance of enrollments and sends; every flagged and pending item."""
     return {
         "as_of": _iso(accounting.as_of), "as_of_source": accounting.as_of_source,
         "grace_seconds": accounting.grace, "ok": accounting.ok,
@@ -161,6 +161,9 @@ def accounting_dict(accounting: Accounting) -> dict:
                    "customer_id": flag.customer_id, "problem": flag.problem,
                    "detail": flag.detail, "due": _iso(flag.due)}
                   for flag in accounting.flags],
+        "pending": [{"kind": p.kind, "flow_id": p.flow_id, "key": p.key,
+                     "customer_id": p.customer_id, "state": p.state, "due": _iso(p.due)}
+                    for p in accounting.pending],
     }
 
 

@@ -62,6 +62,8 @@ def test_pending_timers_show_their_due_time_and_are_flagged_once_overdue():
     on_time = build_accounting(records, as_of=T0 + 2 * HOUR)
     e = on_time.flows[0].enrollments
     assert (e.active, e.next_due, on_time.ok) == (2, T0 + 3 * HOUR, True)
+    assert [(p.key, p.state, p.due) for p in on_time.pending] == [
+        (eid("a"), "scheduled", T0 + 3 * HOUR), (eid("b"), "scheduled", T0 + 5 * HOUR)]
     late = build_accounting(records, as_of=T0 + 3 * HOUR + 601)
     [flag] = late.flags
     assert (flag.key, flag.problem, flag.due, flag.customer_id) == (eid("a"), "overdue",
@@ -99,6 +101,9 @@ def test_send_outcomes_by_reason_and_pending_deferrals_old_and_new():
     assert (s.keys, s.sent, dict(s.failed), dict(s.dropped)) == (
         7, 2, {"invalid_number": 1}, {"frequency_cap": 1})
     assert dict(s.pending) == {"deferred": 2, "retried": 1} and s.next_due == T0 + 60
+    assert [(p.key.split(":")[1], p.state) for p in
+            build_accounting(records, as_of=T0 + 30).pending] == [
+        ("f", "retried"), ("e", "deferred"), ("d", "deferred")]
     late = build_accounting(records, as_of=T0 + 2 * HOUR + 700)
     assert {(f.key.split(":")[1], f.problem) for f in late.flags} == {
         ("e", "overdue"), ("f", "overdue")}
@@ -148,3 +153,20 @@ def test_a_decision_written_twice_with_one_outcome_id_is_one_decision():
     report = build_report(records)
     assert report.duplicates == 2 and report.accounting.ok
     assert report.accounting.flows[0].enrollments.completed == 1
+
+
+def test_the_console_shows_balances_flags_and_how_late_they_are():
+    from rich.console import Console
+
+    from smsflow.report.render_accounting import render_accounting
+
+    records = [enrolled("a", T0, "treatment"), scheduled("a", T0, T0 + HOUR),
+               step("deferred", "b", T0, "quiet_hours", until=iso(T0 + 8 * HOUR)),
+               enrolled("c", T0, "treatment"), ended("exited", "c", T0, "audience")]
+    console = Console(record=True, width=200)
+    render_accounting(build_accounting(records, as_of=T0 + 4 * HOUR), console)
+    text = console.export_text()
+    assert "1 flagged: 1 enrollment overdue" in text
+    assert f"enrollment {eid('a')} (cart, customer a): overdue" in text
+    assert "(due 2026-11-28 17:00 UTC, 3.0 h ago)" in text
+    assert "1 audience" in text and "1 deferred" in text and "2026-11-29 00:00 UTC" in text
