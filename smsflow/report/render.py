@@ -99,6 +99,8 @@ def _caption(report: Report) -> str:
             f"last touch: click {w.click / 86400:g} d, delivery {w.delivery / 3600:g} h")
     if report.skipped_lines:
         text += f"; {report.skipped_lines:,} malformed records skipped"
+    if report.invalid:
+        text += f"; {report.invalid:,} records not shaped like outcomes left out"
     if report.duplicates:
         text += f"; {report.duplicates:,} repeated records (same outcome_id) counted once"
     return text

@@ -60,6 +60,7 @@ class Report:
     windows: Windows = field(default_factory=Windows)
     alpha: float = ALPHA
     duplicates: int = 0                  # records dropped as repeats of an outcome_id
+    invalid: int = 0                     # records not shaped like an outcome, left out
     lasting: Lasting | None = None       # repeat purchase and revenue at 30/60/90 days
     accounting: Accounting | None = None  # enrollments and sends: ended, pending, flagged
 
@@ -86,7 +87,8 @@ def build_report(records: Iterable[Mapping], *, flow_id: str | None = None,
     flows = [compare_flow(flow, arms, alpha) for flow, arms in
              aggregate(data, windows, flow_id).items()]
     report = Report(flows, getattr(records, "description", ""), unique.count,
-                    getattr(records, "skipped", 0), windows, alpha, unique.duplicates)
+                    getattr(records, "skipped", 0), windows, alpha, unique.duplicates,
+                    unique.invalid)
     report.lasting = build_lasting(data, as_of=as_of, horizons=horizons, flow_id=flow_id,
                                    alpha=alpha, target_lift=target_lift,
                                    min_holdout_days=min_holdout_days)

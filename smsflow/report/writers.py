@@ -76,7 +76,7 @@ def to_dict(report: Report) -> dict:
                                             for currency, r in flow.revenue.items()},
                    "power": flow.power and asdict(flow.power)}
                   for flow in report.flows],
-        "duplicates": report.duplicates,
+        "duplicates": report.duplicates, "invalid_records": report.invalid,
         "lasting": report.lasting and lasting_dict(report.lasting),
         "accounting": report.accounting and accounting_dict(report.accounting),
     }

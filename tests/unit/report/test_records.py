@@ -10,7 +10,10 @@ def test_repeats_of_an_outcome_id_are_dropped_and_records_without_one_are_kept()
     kept = list(source)
     assert kept == [a, b, plain, plain]
     assert source.count == 6 and source.duplicates == 2
-    assert dedupe([{"outcome_id": ""}, {"outcome_id": ""}]) == [{"outcome_id": ""}] * 2
+    empty = {"type": "sent", "outcome_id": ""}  # an empty id identifies nothing
+    assert dedupe([empty, dict(empty)]) == [empty, empty]
+    shapeless = Deduplicated([a, {"outcome_id": "x3"}, dict(a, outcome_id=5), "text"])
+    assert list(shapeless) == [a] and shapeless.invalid == 3
 
 
 def test_times_and_the_data_horizon():
