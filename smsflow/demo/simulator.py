@@ -12,6 +12,11 @@ report can be checked against it:
   share of persuadable treatment customers the pipeline actually texted (1.0 when none is
   held back by consent, quiet hours or caps; the demo's window is chosen for that).
 
+:class:`RepeatPurchaseSimulator` answers the longer question — did the texts make customers
+come back? — for a population enrolled over months, with purchase histories before and after
+enrolling, a configured true uplift in the 30-day repeat-purchase rate, and closed-form
+repeat rates and revenue at any horizon (see its docstring).
+
 Phones are in the fictional 555-01xx range of area codes without stricter state rules; a
 few non-checkout customers get unparseable phones, and ``malformed_rate`` of extra events
 are broken (raw non-JSON bytes, no userId, unknown type) for the pipeline to reject.
@@ -19,12 +24,14 @@ are broken (raw non-JSON bytes, no userId, unknown type) for the pipeline to rej
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import orjson
 
@@ -346,3 +353,250 @@ class Simulator:
                             "userId": base["userId"], "name": "Home",
                             "timestamp": base["timestamp"]})
         return out
+
+
+# -- the long run: repeat purchase and spend with a known answer ---------------------------------
+
+DAY = 86400.0
+#: every outcome record field of schemas/outcome.schema.json, plus the at-least-once dedupe id
+OUTCOME_FIELDS = ("outcome_id", "type", "customer_id", "flow_id", "enrollment_id", "step_id",
+                  "variant", "reason", "message_sid", "segments", "encoding", "error_code",
+                  "revenue", "currency", "phone_masked", "idempotency_key", "event_time",
+                  "processing_time", "details")
+
+
+@dataclass
+class Shopper:
+    """One customer of :class:`RepeatPurchaseSimulator` and their whole purchase history."""
+
+    id: str
+    variant: str                      # treatment | control (first enrollment's arm)
+    currency: str                     # every order of theirs is in this currency
+    rate: float                       # orders per day
+    typical: float                    # their typical order value
+    enrolled_at: float                # first enrollment
+    persuaded: bool                   # treatment only: the texts bring one extra order
+    orders: list[tuple[float, float]] = field(default_factory=list)  # (time, value), sorted
+    reenrolled_at: float | None = None
+
+    def before(self) -> list[tuple[float, float]]:
+        return [o for o in self.orders if o[0] < self.enrolled_at]
+
+
+class RepeatPurchaseSimulator:
+    """``n_customers`` enrolled in one flow, with purchase histories before and after, whose
+    repeat purchase and revenue at any horizon have a closed form — the answer the report's
+    30/60/90-day figures and CUPED are checked against.
+
+    The model (all draws deterministic per ``seed``):
+
+    * Each customer buys as a Poisson process with their own rate ``r ~ Gamma(k, s)``
+      orders per day (``k = rate_shape``; mean ``mean_orders_per_year / 365``): loyal
+      customers and one-off buyers. Every order is worth ``a x U(0.8, 1.2)`` (cents),
+      with the customer's typical value ``a ~ LogNormal(log(order_value_median),
+      order_value_sigma)``, in the customer's currency (EUR with ``eur_share``, else USD).
+    * Enrollment times are uniform over ``enroll_days`` from ``start_time``; the data ends
+      ``tail_days`` after the last possible enrollment (:attr:`as_of`), so later
+      enrollments' 60- and 90-day windows are still open: the report must leave them out.
+    * Before enrolling, the same process over ``pre_days`` gives the pre-enrollment orders
+      and spend (the CUPED covariate): they share ``r`` and ``a`` with what follows, so
+      pre-period and post-period spend are correlated, as in a real shop.
+    * Texts work: a treatment customer is *persuaded* with probability ``q`` and then places
+      one extra order at a uniform time in the first ``boost_days`` after enrolling, worth
+      ``persuaded_value x a x U(0.8, 1.2)``. ``q`` is set from ``uplift_30``, the true
+      absolute uplift of the 30-day repeat-purchase rate.
+
+    Hence, with ``P_c(N) = 1 - (1 + s N)^-k`` (a Gamma mixture of Poisson processes has
+    no order in N days with probability ``(1 + s N)^-k``):
+    ``P_t(N) = 1 - (1 - q min(1, N / boost_days)) (1 - P_c(N))``, and the expected revenue
+    per enrolled customer at N days in a currency with customer share ``w`` is
+    ``w E[r] N E[a]`` for control, plus ``w q min(1, N / boost_days) persuaded_value E[a]``
+    for treatment, ``E[a] = median exp(sigma^2 / 2)``.
+
+    The outcome records (:meth:`outcomes`) are what the runtime writes: ``enrolled`` (with
+    ``details.pre_enrollment_orders`` and ``pre_enrollment_spend`` unless
+    ``declare_history`` is off, so the report must derive them from earlier orders),
+    ``sent`` or ``would_send`` and ``completed`` an hour later, one ``ordered`` per order; a
+    share ``reenroll_rate`` of customers enrolls a second time, and ``duplicate_rate`` of the
+    records is written twice with the same ``outcome_id`` (at-least-once delivery).
+    """
+
+    def __init__(self, n_customers: int, seed: int = 0, *, flow_id: str = "post_purchase",
+                 holdout: float = 0.5, uplift_30: float = 0.05, boost_days: float = 30.0,
+                 mean_orders_per_year: float = 4.0, rate_shape: float = 0.8,
+                 order_value_median: float = 45.0, order_value_sigma: float = 0.6,
+                 persuaded_value: float = 1.0, eur_share: float = 0.2, pre_days: float = 365.0,
+                 enroll_days: float = 180.0, tail_days: float = 45.0,
+                 start_time: float | str | datetime = DEFAULT_START,
+                 reenroll_rate: float = 0.05, duplicate_rate: float = 0.02,
+                 declare_history: bool = True) -> None:
+        if not 0 < holdout < 1:
+            raise ValueError("holdout must be a fraction strictly between 0 and 1")
+        self.seed, self.flow_id, self.holdout = seed, flow_id, holdout
+        self.boost_days, self.persuaded_value = boost_days, persuaded_value
+        self.shape = rate_shape
+        self.scale = mean_orders_per_year / 365.0 / rate_shape   # Gamma scale, per day
+        self.median, self.sigma = order_value_median, order_value_sigma
+        self.eur_share, self.pre_days = eur_share, pre_days
+        self.start = epoch(start_time)
+        self.enroll_days = enroll_days
+        self.as_of = self.start + (enroll_days + tail_days) * DAY
+        self.reenroll_rate, self.duplicate_rate = reenroll_rate, duplicate_rate
+        self.declare_history = declare_history
+        survive_30 = 1.0 - self.control_repeat_rate(30)
+        self.persuade = uplift_30 / (survive_30 * min(1.0, 30 / boost_days))
+        if not 0 <= self.persuade <= 1:
+            raise ValueError(f"uplift_30={uplift_30} is impossible: 30-day repeat rate is "
+                             f"{self.control_repeat_rate(30):.3f} without texts")
+        rng = random.Random(f"{seed}:repeat")
+        self.shoppers = [self._shopper(rng, i) for i in range(n_customers)]
+
+    # -- the known answer ---------------------------------------------------------------------
+    @property
+    def mean_order_value(self) -> float:
+        return self.median * math.exp(self.sigma ** 2 / 2)
+
+    def control_repeat_rate(self, days: float) -> float:
+        """P(at least one order in (enrollment, enrollment + days]) without texts."""
+        return 1.0 - (1.0 + self.scale * days) ** -self.shape
+
+    def repeat_rate(self, variant: str, days: float) -> float:
+        control = self.control_repeat_rate(days)
+        if variant == "control":
+            return control
+        return 1.0 - (1.0 - self.persuade * self._boosted(days)) * (1.0 - control)
+
+    def repeat_uplift(self, days: float) -> float:
+        """True absolute uplift of the repeat-purchase rate at ``days``."""
+        return self.repeat_rate("treatment", days) - self.repeat_rate("control", days)
+
+    def currency_share(self, currency: str) -> float:
+        return {"EUR": self.eur_share, "USD": 1.0 - self.eur_share}.get(currency, 0.0)
+
+    def revenue_per_customer(self, variant: str, days: float, currency: str = "USD") -> float:
+        """Expected revenue per enrolled customer in ``currency`` within ``days``."""
+        base = self.shape * self.scale * days * self.mean_order_value
+        if variant == "treatment":
+            base += (self.persuade * self._boosted(days) * self.persuaded_value
+                     * self.mean_order_value)
+        return self.currency_share(currency) * base
+
+    def revenue_uplift(self, days: float, currency: str = "USD") -> float:
+        return (self.revenue_per_customer("treatment", days, currency)
+                - self.revenue_per_customer("control", days, currency))
+
+    def _boosted(self, days: float) -> float:
+        return min(1.0, days / self.boost_days)
+
+    # -- the population -----------------------------------------------------------------------
+    def _shopper(self, rng: random.Random, i: int) -> Shopper:
+        variant = "control" if rng.random() < self.holdout else "treatment"
+        currency = "EUR" if rng.random() < self.eur_share else "USD"
+        rate = rng.gammavariate(self.shape, self.scale)
+        typical = rng.lognormvariate(math.log(self.median), self.sigma)
+        enrolled_at = self.start + rng.uniform(0, self.enroll_days) * DAY
+        persuaded = variant == "treatment" and rng.random() < self.persuade
+        s = Shopper(f"r_{i + 1:06d}", variant, currency, rate, typical, enrolled_at, persuaded)
+        t = enrolled_at - self.pre_days * DAY
+        while rate > 0:
+            t += rng.expovariate(rate) * DAY
+            if t > self.as_of:
+                break
+            if t != enrolled_at:
+                s.orders.append((t, self._value(rng, typical)))
+        if persuaded:
+            t = enrolled_at + rng.uniform(0, self.boost_days) * DAY
+            if enrolled_at < t <= self.as_of:
+                s.orders.append((t, self._value(rng, typical * self.persuaded_value)))
+        s.orders.sort()
+        if rng.random() < self.reenroll_rate:
+            again = enrolled_at + rng.uniform(5, 40) * DAY
+            s.reenrolled_at = again if again <= self.as_of else None
+        return s
+
+    @staticmethod
+    def _value(rng: random.Random, typical: float) -> float:
+        return round(max(0.01, typical * rng.uniform(0.8, 1.2)), 2)
+
+    # -- what the runtime would have written --------------------------------------------------
+    def outcomes(self) -> list[dict]:
+        """Every outcome record of the population, ordered by processing time, with
+        ``duplicate_rate`` of them written twice (same ``outcome_id``)."""
+        records: list[dict] = []
+        for s in self.shoppers:
+            records += self._records(s)
+        rng = random.Random(f"{self.seed}:duplicates")
+        records += [dict(r) for r in records if rng.random() < self.duplicate_rate]
+        return sorted(records, key=lambda r: (r["processing_time"], r["outcome_id"]))
+
+    def _records(self, s: Shopper) -> list[dict]:
+        out = []
+        for n, at in enumerate((s.enrolled_at, s.reenrolled_at), start=1):
+            if at is None:
+                continue
+            eid = f"en_{self.flow_id}_{s.id}_{n}"
+            details: dict = {"entity_id": None, "trigger": "Order Delivered"}
+            if self.declare_history:
+                before = [o for o in s.orders if o[0] < at]
+                spend = sum((Decimal(repr(v)) for _, v in before), Decimal(0))
+                details["pre_enrollment_orders"] = len(before)
+                details["pre_enrollment_spend"] = {s.currency: str(spend)} if before else {}
+            base = {"customer_id": s.id, "flow_id": self.flow_id, "enrollment_id": eid,
+                    "variant": s.variant}
+            out.append(_outcome("enrolled", at, f"{eid}:enrolled", **base, details=details))
+            key = f"{eid}:s1"
+            if s.variant == "treatment":
+                out.append(_outcome("sent", at + HOUR, f"{key}:sent", **base, step_id="s1",
+                                    idempotency_key=key, message_sid=f"SM{s.id}{n}",
+                                    segments=1, encoding="GSM-7"))
+            else:
+                out.append(_outcome("would_send", at + HOUR, f"{key}:would_send", **base,
+                                    step_id="s1", idempotency_key=key))
+            out.append(_outcome("completed", at + HOUR, f"{eid}:completed", **base,
+                                reason="completed"))
+        for k, (t, value) in enumerate(s.orders, start=1):
+            order_id = f"o_{s.id}_{k}"
+            out.append(_outcome("ordered", t, f"ordered:{s.id}:{order_id}", customer_id=s.id,
+                                revenue=value, currency=s.currency,
+                                details={"order_id": order_id, "discount_used": False}))
+        return out
+
+
+def _outcome(type_: str, t: float, outcome_id: str, **fields) -> dict:
+    record = dict.fromkeys(OUTCOME_FIELDS)
+    record.update(outcome_id=outcome_id, type=type_, event_time=iso(t),
+                  processing_time=iso(t + 1.0), details={})
+    record.update(fields)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m smsflow.demo.simulator --customers N --seed S --holdout H > out.jsonl``:
+    the outcome records of a :class:`RepeatPurchaseSimulator` population as JSON lines, to
+    try ``smsflow report`` on a population whose answer is known."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m smsflow.demo.simulator",
+                                     description=main.__doc__)
+    parser.add_argument("--customers", type=int, default=8000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--holdout", type=float, default=0.2)
+    parser.add_argument("--uplift-30", type=float, default=0.05,
+                        help="true absolute uplift of the 30-day repeat-purchase rate")
+    args = parser.parse_args(argv)
+    sim = RepeatPurchaseSimulator(args.customers, args.seed, holdout=args.holdout,
+                                  uplift_30=args.uplift_30)
+    out = sys.stdout.buffer
+    for record in sim.outcomes():
+        out.write(orjson.dumps(record) + b"\n")
+    print("true uplift of the repeat-purchase rate: "
+          + ", ".join(f"{d} d {sim.repeat_uplift(d) * 100:+.2f} pp" for d in (30, 60, 90))
+          + "; of revenue per enrolled customer at 30 d: "
+          + ", ".join(f"{c} {sim.revenue_uplift(30, c):+.2f}" for c in ("USD", "EUR")),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ Customers, not messages, are the unit: holdout assignment is per customer, so th
 conversion rate is converted customers over enrolled customers in the same arm, and
 revenue per enrolled customer keeps every non-buyer as a zero. Conversions are the goal
 credits of :mod:`smsflow.core.attribution`; its last-touch credit is shown beside them.
+Revenue is summed exactly (:mod:`smsflow.report.money`) and per currency, never across.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from smsflow.core.attribution import (
     History,
@@ -19,6 +21,7 @@ from smsflow.core.attribution import (
     credit_enrollments,
     credit_touches,
 )
+from smsflow.report import money
 
 VARIANTS = ("treatment", "control")
 STAGES = ("enrolled", "sent", "delivered", "clicked", "converted")
@@ -33,10 +36,10 @@ class Arm:
     flow_id: str
     variant: str
     customers: dict[str, dict[str, bool]] = field(default_factory=dict)  # id -> stage flags
-    revenue_by_customer: dict[str, float] = field(default_factory=dict)
-    currencies: set[str] = field(default_factory=set)
+    # currency -> customer -> exact goal-credited revenue (currencies are never added up)
+    revenue_by_customer: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     attributed_conversions: int = 0   # last-touch credited to this flow's texts
-    attributed_revenue: float = 0.0
+    attributed_revenue: dict[str, Decimal] = field(default_factory=dict)  # per currency
 
     def count(self, stage: str) -> int:
         return sum(1 for flags in self.customers.values() if flags.get(stage))
@@ -50,20 +53,34 @@ class Arm:
         return self.count("converted")
 
     @property
-    def revenue(self) -> float:
-        return sum(self.revenue_by_customer.values())
+    def currencies(self) -> list[str]:
+        return sorted(self.revenue_by_customer, key=money.currency_order)
+
+    @property
+    def revenue(self) -> dict[str, Decimal]:
+        """Goal-credited revenue per currency, exact."""
+        return {c: sum(self.revenue_by_customer[c].values(), money.ZERO)
+                for c in self.currencies}
 
     @property
     def conversion_rate(self) -> float:
         return self.converted / self.enrolled if self.enrolled else 0.0
 
     @property
-    def revenue_per_enrolled(self) -> float:
-        return self.revenue / self.enrolled if self.enrolled else 0.0
+    def revenue_per_enrolled(self) -> dict[str, Decimal]:
+        """Revenue per enrolled customer (buyers or not) in each currency."""
+        return {c: total / self.enrolled for c, total in self.revenue.items()}
 
-    def revenue_values(self) -> list[float]:
-        """Revenue of every enrolled customer, zeros included (the Welch test's sample)."""
-        return [self.revenue_by_customer.get(c, 0.0) for c in self.customers]
+    def revenue_values(self, currency: str) -> list[float]:
+        """Revenue in ``currency`` of every enrolled customer, zeros included (the Welch
+        test's sample)."""
+        amounts = self.revenue_by_customer.get(currency, {})
+        return [float(amounts.get(c, money.ZERO)) for c in self.customers]
+
+    def add_revenue(self, customer_id: str, amount: float, currency: str | None) -> None:
+        exact = money.to_decimal(amount) or money.ZERO
+        per_customer = self.revenue_by_customer.setdefault(money.currency_code(currency), {})
+        per_customer[customer_id] = per_customer.get(customer_id, money.ZERO) + exact
 
     def funnel(self) -> dict[str, int]:
         return {stage: (self.enrolled if stage == "enrolled" else self.count(stage))
@@ -94,16 +111,16 @@ def aggregate(records: Iterable[Mapping], windows: Windows = Windows(),
             if flow in variant_of:
                 target = arm(flow, variant_of[flow])
                 target.customers[customer_id]["converted"] = True
-                target.revenue_by_customer[customer_id] = (
-                    target.revenue_by_customer.get(customer_id, 0.0) + credit.conversion.revenue)
-                if credit.conversion.currency:
-                    target.currencies.add(credit.conversion.currency)
+                target.add_revenue(customer_id, credit.conversion.revenue,
+                                   credit.conversion.currency)
         for credit in credit_touches(history, windows):
             flow = credit.touch.flow_id
             if flow in variant_of:
                 target = arm(flow, variant_of[flow])
                 target.attributed_conversions += 1
-                target.attributed_revenue += credit.conversion.revenue
+                money.add(target.attributed_revenue,
+                          money.currency_code(credit.conversion.currency),
+                          money.to_decimal(credit.conversion.revenue) or money.ZERO)
     return {flow: dict(sorted(arms.items(), key=lambda kv: _variant_order(kv[0])))
             for flow, arms in sorted(flows.items())}
 

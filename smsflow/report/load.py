@@ -1,7 +1,7 @@
 """Read outcome records from a JSON-lines export or from the outcomes topic.
 
-Both sources are one-shot iterables of dicts. A record that is not a JSON object is
-reported on stderr with where it was (line number, or partition and offset), counted in
+Both sources are one-shot iterables of dicts. A record that is not a JSON object, or not
+shaped like an outcome record (an id that is not a string, say), is reported on stderr with where it was (line number, or partition and offset), counted in
 ``skipped`` and passed over: one bad line must not cost the analyst the whole report.
 """
 
@@ -15,6 +15,7 @@ from typing import TextIO
 
 import orjson
 
+from smsflow.report.records import problem
 from smsflow.streams.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -37,6 +38,9 @@ class _Source:
             return self._skip(where, f"malformed JSON ({exc})")
         if not isinstance(record, dict):
             return self._skip(where, f"expected a JSON object, got {type(record).__name__}")
+        why = problem(record)
+        if why is not None:
+            return self._skip(where, f"not an outcome record: {why}")
         return record
 
     def _skip(self, where: str, why: str) -> None:

@@ -10,7 +10,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from smsflow.core.attribution import Windows
+from smsflow.report import money
+from smsflow.report.accounting import DEFAULT_GRACE, Accounting, build_accounting
 from smsflow.report.aggregate import Arm, aggregate
+from smsflow.report.lasting import (
+    HORIZONS,
+    MIN_HOLDOUT_DAYS,
+    TARGET_LIFT,
+    Lasting,
+    build_lasting,
+)
+from smsflow.report.records import Deduplicated
 from smsflow.report.stats import (
     ALPHA,
     Interval,
@@ -29,7 +39,7 @@ class FlowResult:
     flow_id: str
     arms: dict[str, Arm]
     conversion: ProportionComparison | None = None  # None unless both arms have customers
-    revenue: MeanComparison | None = None
+    revenue: dict[str, MeanComparison | None] = field(default_factory=dict)  # per currency
     power: PowerCheck | None = None
 
     @property
@@ -49,35 +59,41 @@ class Report:
     skipped_lines: int = 0
     windows: Windows = field(default_factory=Windows)
     alpha: float = ALPHA
+    duplicates: int = 0                  # records dropped as repeats of an outcome_id
+    invalid: int = 0                     # records not shaped like an outcome, left out
+    lasting: Lasting | None = None       # repeat purchase and revenue at 30/60/90 days
+    accounting: Accounting | None = None  # enrollments and sends: ended, pending, flagged
 
     def rate_ci(self, arm: Arm) -> Interval:
         """Wilson interval of one arm's conversion rate (also for a flow without holdout)."""
         return wilson(arm.converted, arm.enrolled, self.alpha)
 
 
-class _Counter:
-    """Counts records as they stream into aggregation (the source may be a one-shot reader)."""
-
-    def __init__(self, records: Iterable[Mapping]) -> None:
-        self._records, self.count = records, 0
-
-    def __iter__(self):
-        for record in self._records:
-            self.count += 1
-            yield record
-
-
 def build_report(records: Iterable[Mapping], *, flow_id: str | None = None,
-                 windows: Windows = Windows(), alpha: float = ALPHA) -> Report:
-    """Aggregate the outcome stream and compare treatment with control in every flow.
+                 windows: Windows = Windows(), alpha: float = ALPHA,
+                 as_of: float | None = None, horizons: Iterable[int] = HORIZONS,
+                 target_lift: float = TARGET_LIFT, min_holdout_days: float = MIN_HOLDOUT_DAYS,
+                 grace: float = DEFAULT_GRACE) -> Report:
+    """Aggregate the outcome stream and compare treatment with control in every flow; then
+    the lasting effect (repeat purchase, revenue at ``horizons`` days, CUPED) and the
+    accounting of enrollments and sends.
 
+    Records repeated with the same ``outcome_id`` (an at-least-once rewrite) count once.
+    ``as_of`` is "now" for windows and due times: the latest time in the data unless given.
     A source from :mod:`smsflow.report.load` also lends its ``description`` and the number
     of lines it ``skipped`` (known only once it has been read)."""
-    counted = _Counter(records)
+    unique = Deduplicated(records)
+    data = list(unique)
     flows = [compare_flow(flow, arms, alpha) for flow, arms in
-             aggregate(counted, windows, flow_id).items()]
-    return Report(flows, getattr(records, "description", ""), counted.count,
-                  getattr(records, "skipped", 0), windows, alpha)
+             aggregate(data, windows, flow_id).items()]
+    report = Report(flows, getattr(records, "description", ""), unique.count,
+                    getattr(records, "skipped", 0), windows, alpha, unique.duplicates,
+                    unique.invalid)
+    report.lasting = build_lasting(data, as_of=as_of, horizons=horizons, flow_id=flow_id,
+                                   alpha=alpha, target_lift=target_lift,
+                                   min_holdout_days=min_holdout_days)
+    report.accounting = build_accounting(data, as_of=as_of, grace=grace, flow_id=flow_id)
+    return report
 
 
 def compare_flow(flow_id: str, arms: dict[str, Arm], alpha: float = ALPHA) -> FlowResult:
@@ -87,6 +103,8 @@ def compare_flow(flow_id: str, arms: dict[str, Arm], alpha: float = ALPHA) -> Fl
         return result
     counts = (t.converted, t.enrolled, c.converted, c.enrolled)
     result.conversion = compare_proportions(*counts, alpha=alpha)
-    result.revenue = compare_means(t.revenue_values(), c.revenue_values(), alpha=alpha)
+    for currency in sorted(set(t.currencies) | set(c.currencies), key=money.currency_order):
+        result.revenue[currency] = compare_means(t.revenue_values(currency),
+                                                 c.revenue_values(currency), alpha=alpha)
     result.power = power_check(*counts, alpha=alpha)
     return result

@@ -141,3 +141,96 @@ def test_report_recovers_the_true_uplift_from_the_closed_loop(seed):
     assert c.ci_t[0] < expected["treatment"] < c.ci_t[1]
     assert c.diff_ci[0] > 0  # 2,000+ customers per arm see a 6-point lift
     assert all(orjson.loads(orjson.dumps(r)) == r for r in records[:5])
+
+
+# -- the long run: RepeatPurchaseSimulator ---------------------------------------------------
+
+def extended_schema_validator():
+    """The outcome schema with the two additions the runtime is making (``outcome_id`` and
+    the ``ordered`` type): what the simulator's records must follow."""
+    import copy
+
+    import jsonschema
+
+    from tests.unit.report.outcomes import SCHEMA
+
+    schema = copy.deepcopy(SCHEMA)
+    schema["properties"]["outcome_id"] = {"type": "string", "minLength": 1}
+    schema["properties"]["type"]["enum"].append("ordered")
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_repeat_population_is_deterministic_per_seed():
+    from smsflow.demo.simulator import RepeatPurchaseSimulator
+
+    a, b = RepeatPurchaseSimulator(300, seed=3), RepeatPurchaseSimulator(300, seed=3)
+    assert a.outcomes() == b.outcomes()
+    assert a.outcomes() != RepeatPurchaseSimulator(300, seed=4).outcomes()
+
+
+def test_the_closed_form_truth_matches_the_simulated_population():
+    """Checked on the simulator's own draws, without the report: the truth is right."""
+    from smsflow.demo.simulator import DAY, RepeatPurchaseSimulator
+
+    sim = RepeatPurchaseSimulator(40_000, seed=5, uplift_30=0.06, tail_days=100)
+    assert sim.repeat_uplift(30) == pytest.approx(0.06)
+    for variant in ("treatment", "control"):
+        people = [s for s in sim.shoppers if s.variant == variant]
+        for days in (30, 60, 90):
+            after = [[v for t, v in s.orders if s.enrolled_at < t <= s.enrolled_at + days * DAY]
+                     for s in people]
+            truth = sim.repeat_rate(variant, days)
+            rate = sum(1 for a in after if a) / len(people)
+            assert abs(rate - truth) < 4 * (truth * (1 - truth) / len(people)) ** 0.5
+            for currency in ("USD", "EUR"):
+                spend = [sum(a) if s.currency == currency else 0.0 for s, a in zip(people, after)]
+                mean = sum(spend) / len(spend)
+                sd = (sum((x - mean) ** 2 for x in spend) / (len(spend) - 1)) ** 0.5
+                expected = sim.revenue_per_customer(variant, days, currency)
+                assert abs(mean - expected) < 4 * sd / len(spend) ** 0.5, (variant, days)
+    assert sim.revenue_uplift(30, "USD") > 0 and sim.revenue_uplift(30, "GBP") == 0
+
+
+def test_pre_enrollment_spend_predicts_later_spend():
+    from statistics import correlation
+
+    from smsflow.demo.simulator import DAY, RepeatPurchaseSimulator
+
+    sim = RepeatPurchaseSimulator(5000, seed=6)
+    pre = [sum(v for _, v in s.before()) for s in sim.shoppers]
+    post = [sum(v for t, v in s.orders if s.enrolled_at < t <= s.enrolled_at + 90 * DAY)
+            for s in sim.shoppers]
+    assert correlation(pre, post) > 0.3
+
+
+def test_repeat_population_records_follow_the_outcome_contract():
+    from smsflow.demo.simulator import RepeatPurchaseSimulator
+
+    sim = RepeatPurchaseSimulator(200, seed=7, duplicate_rate=0.1)
+    records = sim.outcomes()
+    validator = extended_schema_validator()
+    for record in records:
+        validator.validate(record)
+    types = Counter(r["type"] for r in records)
+    assert {"enrolled", "sent", "would_send", "completed", "ordered"} <= types.keys()
+    ids = Counter(r["outcome_id"] for r in records)
+    repeated = [i for i, n in ids.items() if n > 1]
+    assert repeated and all(n == 2 for n in ids.values() if n > 1)
+    by_id = {}
+    for r in records:
+        assert by_id.setdefault(r["outcome_id"], r) == r  # a repeat is the same decision
+    enrolled = [r for r in records if r["type"] == "enrolled"]
+    assert all(isinstance(r["details"]["pre_enrollment_orders"], int) for r in enrolled)
+    assert all(all(isinstance(v, str) for v in r["details"]["pre_enrollment_spend"].values())
+               for r in enrolled)
+    plain = RepeatPurchaseSimulator(50, seed=7, declare_history=False).outcomes()
+    assert not any("pre_enrollment_spend" in r["details"] for r in plain)
+
+
+def test_repeat_population_refuses_impossible_settings():
+    from smsflow.demo.simulator import RepeatPurchaseSimulator
+
+    with pytest.raises(ValueError):
+        RepeatPurchaseSimulator(10, uplift_30=0.9)
+    with pytest.raises(ValueError):
+        RepeatPurchaseSimulator(10, holdout=1.0)

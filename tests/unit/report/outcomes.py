@@ -58,3 +58,16 @@ def clicked(cid: str, t: float, flow: str = "cart", n: int = 1, step: str = "s1"
 def converted(cid: str, t: float, revenue: float, order: str | None = None, **fields) -> dict:
     return outcome("converted", cid, t, revenue=revenue, currency="USD",
                    details={"order_id": order or f"o_{cid}", "event": "Order Placed"}, **fields)
+
+
+def ordered(cid: str, t: float, revenue: float | None, currency: str | None = "USD",
+            order: str | None = None, **fields) -> dict:
+    """One distinct order of a customer (the runtime's ``ordered`` outcome)."""
+    return outcome("ordered", cid, t, revenue=revenue, currency=currency,
+                   details={"order_id": order or f"o_{cid}_{t:.0f}", "discount_used": False},
+                   **fields)
+
+
+def history(orders: int, **spend: str) -> dict:
+    """``details`` of an enrolled record carrying the customer's pre-enrollment history."""
+    return {"pre_enrollment_orders": orders, "pre_enrollment_spend": dict(spend)}

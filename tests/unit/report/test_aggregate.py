@@ -1,4 +1,5 @@
 import random
+from decimal import Decimal
 
 import jsonschema
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from smsflow.core.attribution import DAY, HOUR
 from smsflow.report import build_report
 from smsflow.report.aggregate import aggregate
+from smsflow.report.money import UNKNOWN_CURRENCY
 from tests.unit.report.outcomes import (
     T0,
     VALIDATOR,
@@ -48,9 +50,11 @@ def test_counts_unique_customers_per_flow_and_variant():
     assert c.funnel() == {"enrolled": 1000, "sent": 1000, "delivered": 0, "clicked": 0,
                           "converted": 100}
     assert t.conversion_rate == 0.16 and c.conversion_rate == 0.10
-    assert t.revenue == 160 * 50.0 and t.revenue_per_enrolled == 8.0
-    assert len(t.revenue_values()) == 1000 and t.currencies == {"USD"}
+    assert t.revenue == {"USD": Decimal("8000.0")}
+    assert t.revenue_per_enrolled == {"USD": Decimal("8")}
+    assert len(t.revenue_values("USD")) == 1000 and t.currencies == ["USD"]
     assert t.attributed_conversions == 160 and c.attributed_conversions == 0
+    assert t.attributed_revenue == {"USD": Decimal("8000.0")}
 
 
 def test_interval_covers_a_known_lift_drawn_at_random():
@@ -68,7 +72,7 @@ def test_interval_covers_a_known_lift_drawn_at_random():
     assert low < 0.06 < high and low > 0  # covers the truth and excludes no effect
     lift_low, lift_high = flow.conversion.lift_ci
     assert lift_low < 0.6 < lift_high
-    assert flow.revenue.diff_ci[0] < 0.06 * 40 < flow.revenue.diff_ci[1]
+    assert flow.revenue["USD"].diff_ci[0] < 0.06 * 40 < flow.revenue["USD"].diff_ci[1]
     assert not flow.power.underpowered
 
 
@@ -83,7 +87,25 @@ def test_conversions_outside_the_goal_window_or_before_enrollment_do_not_count()
                converted("a", T0 + 6 * DAY, 10.0, order="late"),
                enrolled("b", T0, "control"), converted("b", T0 + DAY, 10.0)]
     arm = aggregate(records)["cart"]["control"]
-    assert arm.enrolled == 2 and arm.converted == 1 and arm.revenue == 10.0
+    assert arm.enrolled == 2 and arm.converted == 1 and arm.revenue == {"USD": Decimal("10.0")}
+
+
+def test_funnel_revenue_is_exact_and_per_currency_never_summed_across():
+    records = [enrolled(f"t{i}", T0, "treatment") for i in range(4)]
+    records += [enrolled(f"c{i}", T0, "control") for i in range(4)]
+    records += [converted("t0", T0 + HOUR, 0.1, order="a"), converted("t1", T0 + HOUR, 0.2),
+                dict(converted("t2", T0 + HOUR, 19.99), currency="EUR"),
+                dict(converted("t3", T0 + HOUR, 5.0), currency=None),
+                converted("c0", T0 + HOUR, 0.1), dict(converted("c1", T0 + HOUR, 9.0),
+                                                      currency="EUR")]
+    [flow] = build_report(records).flows
+    t = flow.treatment
+    assert t.revenue == {"EUR": Decimal("19.99"), "USD": Decimal("0.3"),
+                         UNKNOWN_CURRENCY: Decimal("5.0")}
+    assert t.revenue_per_enrolled["USD"] == Decimal("0.075")
+    assert list(flow.revenue) == ["EUR", "USD", UNKNOWN_CURRENCY]
+    assert flow.revenue["EUR"].mean_t == pytest.approx(19.99 / 4)
+    assert flow.revenue["EUR"].mean_c == pytest.approx(9.0 / 4)
 
 
 def test_flow_filter_and_flows_without_holdout():

@@ -107,3 +107,29 @@ def test_an_unknown_topic_is_a_load_error():
                          consumer_factory=lambda cfg: FakeConsumer(cfg, topics=()))
     with pytest.raises(LoadError, match="does not exist"):
         list(source)
+
+
+def test_objects_not_shaped_like_outcomes_are_reported_by_line_and_skipped(tmp_path):
+    path = tmp_path / "outcomes.jsonl"
+    good = enrolled("a", T0, "control")
+    bad = [dict(good, event_time=1_795_881_600), dict(good, enrollment_id=["x"]),
+           dict(good, revenue="12.50"), dict(good, details=[1]), dict(good, type=None)]
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [good, *bad]))
+    err = io.StringIO()
+    report = build_report(JsonLinesSource(path, err=err))
+    assert report.skipped_lines == 5 and report.flows[0].arms["control"].enrolled == 1
+    lines = err.getvalue().splitlines()
+    assert lines[0] == (f"{path}:line 2: skipped: not an outcome record: field 'event_time' "
+                        "must be a string or null, got int")
+    assert [line.split(":")[1] for line in lines] == [f"line {n}" for n in range(2, 7)]
+    assert "field 'revenue' must be a number or null, got str" in lines[2]
+    assert "field 'details' must be an object, got list" in lines[3]
+
+
+def test_in_memory_records_of_the_wrong_shape_are_counted_not_fatal():
+    good = enrolled("a", T0, "control")
+    records = [good, dict(good, customer_id="b", message_sid=7, type="sent"),
+               dict(good, enrollment_id={"x": 1})]
+    report = build_report(records)
+    assert report.invalid == 2 and report.records == 3
+    assert report.flows[0].arms["control"].enrolled == 1
