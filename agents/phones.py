@@ -15,7 +15,6 @@ import hashlib
 import logging
 from typing import Any
 
-import msgspec
 
 from smsflow.clock import iso
 from smsflow.core import consent as core_consent
@@ -61,10 +60,8 @@ class PhonesAgent(RecordAgent):
 
     # -- inputs ------------------------------------------------------------------------
     def on_phone_updates(self, rec: InRecord, ctx: BatchContext) -> None:
-        try:
-            update = decode(rec.value or b"", PhoneUpdate)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ctx.dead_letter(rec, "invalid_phone_update", str(exc), "phones.update")
+        update = ctx.decode(rec, PhoneUpdate, "invalid_phone_update", "phones.update")
+        if update is None:
             return
         state = self.state(ctx, update.phone)
         try:
@@ -75,10 +72,9 @@ class PhonesAgent(RecordAgent):
         ctx.put(PHONES, update.phone, state)
 
     def on_inbound(self, rec: InRecord, ctx: BatchContext, may_rehome: bool = True) -> None:
-        try:
-            inbound = decode(rec.value or b"", InboundText)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ctx.dead_letter(rec, "invalid_inbound", str(exc), "phones.inbound")
+        inbound = ctx.decode(rec, InboundText, "invalid_inbound", "phones.inbound",
+                             fields={"From": "invalid_phone"})
+        if inbound is None:
             return
         try:
             phone = core_phones.to_e164(inbound.from_, self.settings.default_region)
@@ -87,6 +83,8 @@ class PhonesAgent(RecordAgent):
             return
         if not self.at_home(rec, ctx, phone, "inbound", may_rehome):
             return
+        if not inbound.received_at:
+            inbound.received_at = iso(ctx.now, "milliseconds") or ""
         state = self.state(ctx, phone)
         if inbound.message_sid in state.inbound:
             metrics.OUTCOMES.labels("replayed_inbound", "").inc(0)  # counted in the DLQ below
@@ -108,10 +106,8 @@ class PhonesAgent(RecordAgent):
         ctx.put(PHONES, phone, state)
 
     def on_sends(self, rec: InRecord, ctx: BatchContext, may_rehome: bool = True) -> None:
-        try:
-            send = decode(rec.value or b"", SendCommand)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ctx.dead_letter(rec, "invalid_send", str(exc), "phones.send")
+        send = ctx.decode(rec, SendCommand, "invalid_send", "phones.send")
+        if send is None:
             return
         if not send.idempotency_key or not send.phone or not send.body:
             ctx.dead_letter(rec, "invalid_send", "idempotency_key, phone and body are required",
@@ -121,7 +117,10 @@ class PhonesAgent(RecordAgent):
             return
         state = self.state(ctx, send.phone)
         if send.idempotency_key in state.handled:
-            return  # redelivered: decided already (its dispatch was durable before this mark)
+            # decided already (a redelivery: its dispatch was durable before this mark; or a
+            # producer sent the command twice): recorded once, never sent twice
+            self.verdict(ctx, send, GateVerdict(action="suppress", reason="duplicate"))
+            return
         self.gate(ctx, state, send, attempt=0)
         ctx.put(PHONES, send.phone, state)
 
@@ -197,7 +196,8 @@ class PhonesAgent(RecordAgent):
         for customer in core_consent.linked_customers(new) or [customer_id]:
             ctx.outcome(Outcome(
                 type=kind,  # type: ignore[arg-type]
-                customer_id=customer, reason=keyword or source or type(change).__name__,
+                customer_id=customer,
+                reason=keyword or source or type(change).__struct_config__.tag,  # type: ignore[attr-defined]
                 phone_masked=core_phones.mask(phone), error_code=error_code, message_sid=sid,
                 event_time=iso(change.timestamp, "milliseconds"),
                 details={"source": source or new.source, "keyword": keyword}))

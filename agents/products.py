@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 
-from smsflow.core.records.base import decode
 from smsflow.core.records.events import IngestedEvent
 from smsflow.core.records.products import ProductMessage, ProductState, StockRequest, Waiting
 from smsflow.streams.batch import BatchContext, InRecord
@@ -42,10 +40,8 @@ class ProductsAgent(RecordAgent):
         self.batch_size = rt.settings.batch_size
 
     def on_products(self, rec: InRecord, ctx: BatchContext) -> None:
-        try:
-            message = decode(rec.value or b"", ProductMessage)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ctx.dead_letter(rec, "invalid_product_message", str(exc), "products")
+        message = ctx.decode(rec, ProductMessage, "invalid_product_message", "products")
+        if message is None:
             return
         if isinstance(message, StockRequest):
             ctx.put(WAITLISTS, wait_key(message.product_id, message.customer_id),

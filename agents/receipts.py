@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 
 from smsflow.core import consent as core_consent
 from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
-from smsflow.core.records.base import decode
 from smsflow.core.records.outcomes import Outcome
 from smsflow.core.records.phones import PhoneUpdate
 from smsflow.core.records.receipts import STATUS_RANK, DeliveryReceipt, ReceiptState
@@ -41,10 +39,8 @@ class ReceiptsAgent(RecordAgent):
         self.batch_size = rt.settings.batch_size
 
     def on_delivery(self, rec: InRecord, ctx: BatchContext, may_rehome: bool = True) -> None:
-        try:
-            receipt = decode(rec.value or b"", DeliveryReceipt)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ctx.dead_letter(rec, "invalid_receipt", str(exc), "receipts")
+        receipt = ctx.decode(rec, DeliveryReceipt, "invalid_receipt", "receipts")
+        if receipt is None:
             return
         sid = receipt.message_sid
         if rec.partition != home(sid, self.settings.partitions):

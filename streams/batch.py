@@ -114,6 +114,27 @@ class BatchContext:
     def rollback(self) -> None:
         self._rec_writes = self._rec_outputs = None
 
+    # -- input -------------------------------------------------------------------------
+    def decode(self, record: InRecord, kind: type[T], reason: str, stage: str,
+               fields: Mapping[str, str] | None = None) -> T | None:
+        """The record's value as ``kind``, or None after dead-lettering it: bytes that are
+        not a JSON object are ``malformed_json``; an object of the wrong shape gets
+        ``reason``, or ``fields[name]`` when the problem is that field."""
+        try:
+            value: T = msgspec.json.decode(record.value or b"", type=kind)
+            return value
+        except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
+            text = str(exc)
+            if "Expected `object`" in text and " - at `" not in text:
+                self.dead_letter(record, "malformed_json", f"not a JSON object: {text}", stage)
+            else:
+                named = next((r for name, r in (fields or {}).items() if f"`{name}`" in text
+                              or f"`$.{name}`" in text), reason)
+                self.dead_letter(record, named, text, stage)
+        except msgspec.DecodeError as exc:
+            self.dead_letter(record, "malformed_json", str(exc), stage)
+        return None
+
     # -- state -------------------------------------------------------------------------
     def get_raw(self, table: TableSpec[Any], key: str) -> bytes | None:
         k = (table.name, self.partition, key.encode())

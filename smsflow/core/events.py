@@ -146,18 +146,18 @@ def _ingest(event: Event, received_at: float, limits: Limits) -> IngestedEvent |
         return Rejection("schema_violation", f"traits: {exc}")
     consent = event.traits.get("sms_consent")
     if isinstance(consent, Mapping) and consent.get("timestamp") is not None:
-        _event_time(consent["timestamp"], received_at)
+        _event_time(consent["timestamp"], received_at, "traits.sms_consent.timestamp")
     check_shape(event.traits, limits, "traits")
     ts = _event_time(event.timestamp, received_at)
     return IngestedEvent(kind="identify", message_id=event.message_id, user_id=event.user_id,
                          event=None, timestamp=event.timestamp, ts=ts, traits=event.traits)
 
 
-def _event_time(value: str | None, received_at: float) -> float:
+def _event_time(value: str | None, received_at: float, field: str = "timestamp") -> float:
     try:
         return parse_time(value, received_at)
-    except ValueError:
-        raise ShapeError("bad_timestamp", f"timestamp {value!r} is not an ISO-8601 date-time") from None
+    except (ValueError, TypeError):
+        raise ShapeError("bad_timestamp", f"{field} {value!r} is not an ISO-8601 date-time") from None
 
 
 def check_shape(value: Any, limits: Limits, path: str, depth: int = 1) -> None:

@@ -110,7 +110,7 @@ def test_stop_on_shared_phone_covers_every_customer(live):
     produce_sends(live, sends)
     for s in sends:
         got = wait_for(lambda s=s: keyed(live, "suppressed", s.idempotency_key),
-                       message=f"{s['idempotency_key']} suppressed")
+                       message=f"{s.idempotency_key} suppressed")
         assert got[0]["reason"] == "opted_out"
     texts = wait_for(lambda: bodies(live, p), message="STOP confirmation")
     time.sleep(1.0)
@@ -212,7 +212,7 @@ def test_malformed_input_goes_to_dlq_while_good_input_flows(live):
             bad_identify.append(identify(cid, "+1 (415) 555-01", at=now, mid=mid))
         elif kind == 2:
             bad_identify.append(identify(cid, valid, at=now, mid=mid, consent="yes"))
-        elif kind == 3:  # allowed by the event schema, but no consent the ledger can apply
+        elif kind == 3:  # consent pending: the ledger asks for a "Y" (double opt-in)
             bad_identify.append(identify(cid, valid, at=now, mid=mid,
                                          consent={"status": "pending", "source": "checkout"}))
         else:
@@ -246,18 +246,24 @@ def test_malformed_input_goes_to_dlq_while_good_input_flows(live):
     def ours():
         return [r for r in live.records("dlq") if "dlqtest" in (r.get("value") or "")
                 or "dlqtest" in (r.get("key") or "")]
-    dlq = wait_for(lambda: (lambda r: r if len(r) >= 200 else None)(ours()), timeout=30,
-                   message="200 DLQ records")
+    dlq = wait_for(lambda: (lambda r: r if len(r) >= 180 else None)(ours()), timeout=30,
+                   message="180 DLQ records")
     time.sleep(1.0)
     dlq = ours()
-    assert len(dlq) == 200, len(dlq)
+    assert len(dlq) == 180, len(dlq)
     by_stage: dict[str, dict[str, int]] = {}
     for r in dlq:
         by_stage.setdefault(r["stage"].split(".")[0], {}).setdefault(r["reason"], 0)
         by_stage[r["stage"].split(".")[0]][r["reason"]] += 1
     assert by_stage["phones"] == {"malformed_json": 60, "invalid_phone": 40}, by_stage
     assert by_stage["ingest"] == {"invalid_phone": 40, "schema_violation": 20,
-                                  "invalid_consent": 20, "bad_timestamp": 20}, by_stage
+                                  "bad_timestamp": 20}, by_stage
+    # consent "pending" is a double opt-in request, never both applied and dead-lettered
+    pending = {f"+1415556{i:04d}" for i in range(100) if i % 5 == 3}
+    asked = wait_for(lambda: (lambda o: o if len(o) >= 20 else None)(
+        [o for o in live.outcomes("confirmation_requested")
+         if (o["customer_id"] or "").startswith("dlqtest-")]), message="20 confirmation requests")
+    assert len(asked) == 20 and all(ledger(live, p)["pending"] for p in pending)
     assert all("sms_consent" in r["detail"] for r in dlq
                if r["reason"] in ("schema_violation", "bad_timestamp"))
     assert all(r["value"] and r["detail"] for r in dlq), "the payload and a reason are kept"
@@ -273,15 +279,14 @@ def test_help_gets_exactly_one_reply(live):
     assert len(texts) == 1 and "help@shop.example" in texts[0]
     assert "STOP" in texts[0] and "offer" not in texts[0]
 
-    # Twilio retries a webhook (same MessageSid); a fresh HELP arrives twice in one batch
+    # Twilio retries a webhook (same MessageSid); a fresh HELP arrives twice in one batch:
+    # replays change nothing, the fresh one is answered once
     original = next(r for r in json_records(live, "inbound") if r.get("From") == p)
     fresh = {**original, "MessageSid": "SMhelpagain00000000000000000001", "Body": "info"}
     live.produce("inbound", [original, fresh, fresh], key=phone_key)
-    wait_for(lambda: (lambda o: o if len(o) >= 4 else None)(of_customer(live, "help_requested",
-                                                                       "hp1")),
-             message="every HELP record processed")
     wait_for(lambda: len(bodies(live, p)) >= 2, message="reply to the fresh HELP")
     time.sleep(3.0)
+    assert len(of_customer(live, "help_requested", "hp1")) == 2
     texts = bodies(live, p)
     assert len(texts) == 2, texts
     assert all("help@shop.example" in t for t in texts)

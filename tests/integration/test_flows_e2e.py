@@ -121,7 +121,7 @@ def test_quiet_hours_defer_marketing_not_transactional(live):
     deferred = wait_for(lambda: [o for o in live.outcomes("deferred") if o["customer_id"] == "di"],
                         timeout=60, message="marketing deferred at night")
     assert deferred[0]["reason"] == "quiet_hours"
-    assert deferred[0]["details"]["not_before"]
+    assert deferred[0]["details"]["until"]
     texts = wait_for(lambda: live.texts(d), message="transactional text at night")
     assert [t["body"] for t in texts] == ["Your order o_d is on its way."]
 

@@ -56,7 +56,7 @@ def test_quiet_hours_defer_marketing_at_night_until_morning(live):
     deferred = wait_keyed(live, "deferred", "qh1-e:m")[0]
     assert deferred["reason"] == "quiet_hours"
     assert deferred["details"]["zones"] == [night]
-    not_before = epoch(deferred["details"]["not_before"])
+    not_before = epoch(deferred["details"]["until"])
     assert before < not_before <= before + 24 * 3600
     local = datetime.fromtimestamp(not_before, ZoneInfo(night))
     assert (local.hour, local.minute) == (8, 0), local
@@ -86,7 +86,9 @@ def test_frequency_cap_defers_by_priority_then_drops(live):
     wait_keyed(live, "sent", high.idempotency_key, timeout=30)
     wait_keyed(live, "sent", low.idempotency_key, timeout=30)
     assert len(keyed(live, "deferred", low.idempotency_key)) >= 2, "low re-deferred behind high"
-    assert len(keyed(live, "deferred", high.idempotency_key)) == 1
+    # high waited once for the cap; at most once more for the end of its contest window
+    assert [o["reason"] for o in keyed(live, "deferred", high.idempotency_key)
+            if o["reason"] != "contested_cap"] == ["frequency_cap"]
     order = [t["ref"] for t in sorted(live.texts(p), key=lambda t: t["date_created"])]
     assert order.index(high.idempotency_key) < order.index(low.idempotency_key), order
 
@@ -112,7 +114,7 @@ def test_florida_state_cap_defers_the_fourth_marketing_text(live):
     assert deferred["reason"] == "state_cap"
     assert deferred["details"]["state"] == "FL"
     assert deferred["details"]["rule"] == "state:FL:3/24h"
-    assert epoch(deferred["details"]["not_before"]) > before + 23.9 * 3600
+    assert epoch(deferred["details"]["until"]) > before + 23.9 * 3600
     time.sleep(1.0)
     assert sorted(texts_by_ref(live, p)) == sorted(s.idempotency_key for s in sends[:3])
 

@@ -150,4 +150,4 @@ class InboundText(Record, kw_only=True, rename="pascal", omit_defaults=True):
     account_sid: str | None = None
     num_media: str | None = None
     opt_out_type: Literal["STOP", "START", "HELP"] | None = None
-    received_at: str = msgspec.field(name="received_at")
+    received_at: str = msgspec.field(default="", name="received_at")  # "" = when processed
