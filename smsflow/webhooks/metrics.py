@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 REASONS = ("signature", "malformed", "too_large", "missing_field", "replay", "spool_full")
+TWILIO_ROUTES = ("/twilio/inbound", "/twilio/status")
 
 
 class Metrics:
@@ -33,6 +34,9 @@ class Metrics:
                               "1 while Kafka acknowledges records, 0 during an outage",
                               registry=r)
         self.clicks = Counter("smsflow_webhook_clicks", "Redirects of minted links", registry=r)
+        for route in TWILIO_ROUTES:  # export zeros, so rate() and alerts work from the start
+            for reason in REASONS:
+                self.rejected.labels(route=route, reason=reason)
 
     def reject(self, route: str, reason: str) -> None:
         if reason not in REASONS:
