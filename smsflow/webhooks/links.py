@@ -138,7 +138,7 @@ class LinkStore:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)  # a metadata request may take 5 s
         self.db.close()
 
     def _follow(self) -> None:
