@@ -120,7 +120,7 @@ class Journal:
         self._pending: list[tuple[bytes, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._cursor = self._read_cursor()
         self._recover()
 
@@ -175,7 +175,7 @@ class Journal:
         if self._segment == self._cursor.segment and \
                 self._path(self._segment).stat().st_size < self._cursor.offset:
             self._segment += 1  # a cursor past its segment's end: never append behind it
-        self._file = open(self._path(self._segment), "ab")
+        self._file = _open_private(self._path(self._segment))
         self._size = self._file.tell()
         self._fsync_dir()
         self._end = Position(self._segment, self._size)
@@ -259,7 +259,7 @@ class Journal:
     def _roll(self) -> None:
         self._file.close()
         self._segment += 1
-        self._file = open(self._path(self._segment), "ab")
+        self._file = _open_private(self._path(self._segment))
         self._size = 0
         self._fsync_dir()
 
@@ -321,6 +321,11 @@ class Journal:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._io, self._file.close)
         self._io.shutdown(wait=True)
+
+
+def _open_private(path: Path):
+    """Append handle on a file only this user can read: records hold phones and texts."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
 
 
 def _read_frame(f) -> bytes | None:

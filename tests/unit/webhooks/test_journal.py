@@ -187,3 +187,12 @@ async def test_a_failing_disk_fails_the_append_and_counts_nothing(tmp_path, monk
 
 async def test_position_order_is_segment_then_offset():
     assert Position(1, 900) < Position(2, 0) < Position(2, 1)
+
+
+async def test_journal_files_are_readable_by_their_owner_only(tmp_path):
+    journal = Journal(tmp_path / "spool", max_bytes=1 << 20)
+    await journal.append(Entry("inbound", b"+14155550100", b'{"Body": "STOP"}'))
+    await journal.close()
+    segment = next((tmp_path / "spool").glob("*.seg"))
+    assert segment.stat().st_mode & 0o077 == 0
+    assert (tmp_path / "spool").stat().st_mode & 0o077 == 0
