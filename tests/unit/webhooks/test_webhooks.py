@@ -1,3 +1,5 @@
+"""The webhook application with an injected publish(): routes, signatures, DLQ, clicks."""
+
 import logging
 
 import orjson
@@ -8,6 +10,7 @@ from twilio.request_validator import RequestValidator
 
 from smsflow.clock import FakeClock
 from smsflow.webhooks import create_webhook_app
+from smsflow.webhooks.forms import SERVER_OPTIONS
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://hooks.example.com/sms"  # what Twilio calls; the proxy strips /sms
@@ -18,6 +21,7 @@ INBOUND = {"MessageSid": "SM0001", "AccountSid": "AC1", "From": PHONE, "To": "+1
 STATUS = {"MessageSid": "SM0002", "MessageStatus": "undelivered", "ErrorCode": "30006",
           "To": PHONE, "From": "+18885550000"}
 LINKS = {"Ab3_x-9QzK": "https://shop.example/checkout/ch_9?utm_source=smsflow"}
+RECEIVED = "2025-11-28T10:00:00.000Z"
 
 
 def sign(path_qs, params, base=PUBLIC, token=TOKEN):
@@ -40,13 +44,20 @@ class Recorder:
         return [role for role, _, _ in self.calls]
 
 
-async def make_client(publish, resolve_link=LINKS.get, on_click=None):
-    app = create_webhook_app(auth_token=TOKEN, public_base_url=PUBLIC + "/", publish=publish,
-                             resolve_link=resolve_link, on_click=on_click,
-                             clock=FakeClock(T0))
-    client = TestClient(TestServer(app))
+async def start_client(app) -> TestClient:
+    """A test client on a server with the production server options (no decompression)."""
+    server = TestServer(app)
+    await server.start_server(**SERVER_OPTIONS)  # TestServer() itself ignores them
+    client = TestClient(server)
     await client.start_server()
     return client
+
+
+async def make_client(publish, resolve_link=LINKS.get, on_click=None, **kwargs):
+    app = create_webhook_app(auth_token=TOKEN, public_base_url=PUBLIC + "/", publish=publish,
+                             resolve_link=resolve_link, on_click=on_click,
+                             clock=FakeClock(T0), **kwargs)
+    return await start_client(app)
 
 
 @pytest.fixture
@@ -84,14 +95,24 @@ async def test_signed_inbound_is_published_keyed_by_phone(client, published):
     assert response.content_type == "text/xml"
     assert (await response.text()).endswith("<Response/>")
     assert published.calls == [("inbound", PHONE.encode(),
-                                {**INBOUND, "received_at": "2025-11-28T10:00:00Z"})]
+                                {**INBOUND, "received_at": RECEIVED, "dedupe_id": "SM0001",
+                                 "provider_time": None})]
 
 
-async def test_repeated_form_fields_are_kept_as_lists(client, published):
+async def test_signed_repeated_fields_are_dead_lettered_with_their_values(client, published):
     params = list(INBOUND.items()) + [("Tag", "b"), ("Tag", "a")]
     response = await post(client, "/twilio/inbound", params)
-    assert response.status == 200
-    assert published.calls[0][2]["Tag"] == ["b", "a"]
+    assert response.status == 400
+    assert await response.text() == "malformed:duplicate_field:Tag"
+    assert published.roles() == ["dlq"]
+    assert published.calls[0][2]["record"]["Tag"] == ["b", "a"]
+
+
+async def test_a_repeated_message_sid_is_not_published_as_an_inbound(client, published):
+    params = list(INBOUND.items()) + [("MessageSid", "SM0009")]
+    response = await post(client, "/twilio/inbound", params)
+    assert response.status == 400
+    assert published.roles() == ["dlq"]
 
 
 @pytest.mark.parametrize("signature", [
@@ -155,11 +176,18 @@ async def test_publish_failure_is_reported_to_twilio(clicks):
 
 
 async def test_logs_never_hold_a_full_phone_number(client, caplog):
-    caplog.set_level(logging.INFO, logger="smsflow.webhooks")
+    caplog.set_level(logging.DEBUG)
     await post(client, "/twilio/inbound", INBOUND)
     await post(client, "/twilio/status", STATUS)
-    assert "+1415***0100" in caplog.text
-    assert PHONE not in caplog.text
+    await post(client, "/twilio/inbound", {**INBOUND, "From": "bogus"})
+    assert "+1********00" in caplog.text
+    assert PHONE not in caplog.text and "4155550100" not in caplog.text
+
+
+async def test_dead_letters_are_never_keyed_by_a_phone(client, published):
+    await post(client, "/twilio/inbound", {k: v for k, v in INBOUND.items() if k != "MessageSid"})
+    assert published.calls[0][0] == "dlq"
+    assert published.calls[0][1] is None
 
 
 # -------------------------------------------------------------------------- status
@@ -172,7 +200,25 @@ async def test_status_callback_is_published_with_its_query(client, published):
     role, key, record = published.calls[0]
     assert (role, key) == ("delivery", b"SM0002")
     assert record == {**STATUS, "ref": "enr_1:step_2", "c": "Ab3_x-9QzK",
-                      "received_at": "2025-11-28T10:00:00Z"}
+                      "received_at": RECEIVED, "dedupe_id": "SM0002:undelivered",
+                      "provider_time": None}
+
+
+async def test_status_carries_the_carriers_done_date_when_twilio_gives_one(client, published):
+    params = {**STATUS, "MessageStatus": "delivered", "RawDlrDoneDate": "2511281003"}
+    response = await post(client, "/twilio/status", params)
+    assert response.status == 204
+    record = published.calls[0][2]
+    assert record["provider_time"] == "2025-11-28T10:03:00"  # no zone: the carrier's
+    assert record["RawDlrDoneDate"] == "2511281003"
+
+
+@pytest.mark.parametrize("raw", ["", "25112810", "2513281003", "abcdefghij", "25112810031"])
+async def test_an_unreadable_done_date_is_kept_raw_without_provider_time(client, published,
+                                                                         raw):
+    response = await post(client, "/twilio/status", {**STATUS, "RawDlrDoneDate": raw})
+    assert response.status == 204
+    assert published.calls[0][2]["provider_time"] is None
 
 
 async def test_status_signature_covers_the_query_string(client, published):
@@ -202,6 +248,19 @@ async def test_minted_link_redirects_and_records_the_click(client, clicks):
     assert response.headers["Location"] == LINKS["Ab3_x-9QzK"]
     assert clicks == [("Ab3_x-9QzK", {"clicked_at": T0, "ip": "203.0.113.7",
                                       "user_agent": "phone", "referer": None})]
+
+
+async def test_a_resolver_may_return_the_whole_link_record(published):
+    link = {"target": "https://shop.example/x", "customer_id": "c_1", "flow_id": "f"}
+    seen = []
+    client = await make_client(published, resolve_link={"abc": link}.get,
+                               on_click=lambda code, info: seen.append(info["link"]))
+    try:
+        response = await client.get("/l/abc", allow_redirects=False)
+        assert response.headers["Location"] == "https://shop.example/x"
+        assert seen == [link]
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize("path", ["/l/unknown", "/l/Ab3_x-9QzK.evil",
@@ -273,3 +332,12 @@ async def test_health(client):
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
+
+
+async def test_health_adds_the_servers_view(published):
+    client = await make_client(published, health=lambda: {"kafka": "down", "spool_records": 3})
+    try:
+        response = await client.get("/healthz")
+        assert await response.json() == {"status": "ok", "kafka": "down", "spool_records": 3}
+    finally:
+        await client.close()
