@@ -298,6 +298,10 @@ class Run:
                       details={"channel": step.channel})
         else:
             self.fx.sends.append(command)
+            # the hand-off to the gate is on record: a send that never reaches a verdict
+            # shows up as pending in the accounting instead of vanishing
+            self.emit("scheduled", enr, idempotency_key=key, phone_masked=mask(phone),
+                      details={"kind": "send", "due": iso(self.now)})
             if command.link is not None:
                 self.fx.links.append(MintedLink(
                     target=command.link.target, short=command.link.short,
