@@ -28,7 +28,7 @@ def at(ts: float) -> str:
 # ---------------------------------------------------------------- phone side
 
 def ledger(status: str = "subscribed", at_ts: float = T0, source: str = "checkout",
-           customer_id: str = "c1") -> consent.ConsentLedger:
+           customer_id: str = "c1") -> ConsentLedger:
     """A ledger in ``status`` reached the way production reaches it: an identify's consent
     trait applied with :func:`consent.apply` (``never``: a phone we know nothing about)."""
     if status == "never":

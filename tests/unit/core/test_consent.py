@@ -8,7 +8,7 @@ import pytest
 
 from smsflow.core import consent
 from smsflow.core.consent import (InvalidConsent, apply, inbound_change, link_change,
-                                  linked_customers, may_send, new_ledger,
+                                  linked_customers, may_send,
                                   provider_opt_out_change, reply_due, trait_change,
                                   unlink_change)
 from smsflow.core.events import Rejection, decode as decode_event
@@ -62,6 +62,14 @@ def test_iso_timestamps_are_read_as_utc_epoch_seconds():
                           event_time=0)
     assert change.timestamp == T0
     assert change.source == "identify"
+
+
+def test_every_rfc3339_form_the_schema_allows_is_read():
+    # event.schema.json's date-time is RFC 3339, which allows a lowercase "z" and "t"
+    for text in ("2025-11-28T10:00:00Z", "2025-11-28T10:00:00+00:00", "2025-11-28t10:00:00Z",
+                 "2025-11-28T10:00:00z", "2025-11-28T11:00:00.000+01:00"):
+        change = trait_change(SmsConsent(status="subscribed", timestamp=text), event_time=0)
+        assert change.timestamp == T0, text
 
 
 def test_consent_without_its_own_timestamp_uses_the_event_time():
