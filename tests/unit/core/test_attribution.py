@@ -1,7 +1,13 @@
-import math
+"""Attribution over outcome records as they are read back from the outcomes topic: built
+with ``records.outcomes.Outcome`` and decoded from its JSON, never written by hand."""
 
+import math
+from typing import Any
+
+import orjson
 import pytest
 
+from smsflow.clock import iso
 from smsflow.core.attribution import (
     DAY,
     HOUR,
@@ -12,15 +18,45 @@ from smsflow.core.attribution import (
     credit_touches,
     record_time,
 )
-from tests.unit.report.outcomes import (
-    T0,
-    clicked,
-    converted,
-    enrolled,
-    outcome,
-    receipt,
-    sent,
-)
+from smsflow.core.records.base import encode
+from smsflow.core.records.outcomes import Outcome
+
+T0 = 1_795_881_600.0  # 2026-11-28T16:00:00Z
+
+
+def outcome(type_: str, customer_id: str | None, t: float, **fields: Any) -> dict[str, Any]:
+    """One record as a consumer of the topic reads it; times from epoch ``t``."""
+    values: dict[str, Any] = {"event_time": iso(t), "processing_time": iso(t + 1)}
+    values.update(fields)
+    return orjson.loads(encode(Outcome(type=type_, customer_id=customer_id, **values)))
+
+
+def enrolled(cid, t, variant, flow="cart", n=1, **fields):
+    return outcome("enrolled", cid, t, flow_id=flow, enrollment_id=f"{flow}:{cid}:{n}",
+                   variant=variant, **fields)
+
+
+def sent(cid, t, flow="cart", n=1, step="s1"):
+    eid = f"{flow}:{cid}:{n}"
+    return outcome("sent", cid, t, flow_id=flow, enrollment_id=eid, step_id=step,
+                   variant="treatment", message_sid=f"SM{cid}{n}{step}",
+                   idempotency_key=f"{eid}:{step}", segments=1, encoding="GSM-7",
+                   phone_masked="+1********00")
+
+
+def receipt(kind, cid, t, flow="cart", n=1, step="s1"):
+    """delivered / undelivered / failed, naming only the message sid (as a receipt does)."""
+    return outcome(kind, cid, t, message_sid=f"SM{cid}{n}{step}",
+                   error_code=30003 if kind != "delivered" else None)
+
+
+def clicked(cid, t, flow="cart", n=1, step="s1"):
+    return outcome("clicked", cid, t, idempotency_key=f"{flow}:{cid}:{n}:{step}")
+
+
+def converted(cid, t, revenue, order=None, **fields):
+    return outcome("converted", cid, t, revenue=revenue, currency="USD",
+                   details={"order_id": order or f"o_{cid}", "event": "Order Placed"}, **fields)
 
 
 def touch_credit(records, windows=Windows()):
@@ -136,9 +172,11 @@ def test_a_click_without_a_matching_send_is_owned_through_its_idempotency_key():
 
 
 def test_odd_field_values_do_not_crash_attribution():
+    # records damaged on the topic (another producer, an old version): read, never a crash
+    damaged = {**outcome("converted", "c1", T0 + 60), "revenue": "lots",
+               "details": "not an object"}
     history = History.from_outcomes([
-        enrolled("c1", T0, "treatment", details={"goal_window_seconds": "soon"}),
-        outcome("converted", "c1", T0 + 60, revenue="lots", details="not an object")])
+        enrolled("c1", T0, "treatment", details={"goal_window_seconds": "soon"}), damaged])
     [credit] = credit_enrollments(history)
     assert credit.conversion.revenue == 0.0
 
@@ -151,11 +189,12 @@ def test_receipts_and_clicks_find_their_enrollment_through_the_send():
 
 
 def test_record_time_falls_back_to_processing_time_and_tolerates_garbage():
-    assert record_time({"event_time": None, "processing_time": "2026-11-28T16:00:00Z"}) == T0
-    assert math.isnan(record_time({"event_time": "yesterday", "processing_time": None}))
-    history = History.from_outcomes([outcome("sent", "c1", T0, event_time="bad",
-                                             processing_time="bad", message_sid="SM1"),
-                                     converted("c1", T0, 5.0, event_time="bad")])
+    assert record_time(outcome("sent", "c1", T0 - 1, event_time=None)) == T0
+    assert math.isnan(record_time({**outcome("sent", "c1", T0), "event_time": "yesterday",
+                                   "processing_time": None}))
+    history = History.from_outcomes([{**outcome("sent", "c1", T0, message_sid="SM1"),
+                                      "event_time": "bad", "processing_time": "bad"},
+                                     {**converted("c1", T0, 5.0), "event_time": "bad"}])
     assert credit_touches(history) == []
 
 

@@ -2,6 +2,8 @@ import phonenumbers
 import pytest
 
 from smsflow.core.phones import InvalidPhone, PhoneInfo, mask, normalize, to_e164
+from smsflow.core.records.base import decode, encode
+from smsflow.core.records.customers import Profile
 
 
 @pytest.mark.parametrize("raw, e164, state, zone", [
@@ -23,8 +25,9 @@ def test_north_american_numbers_get_state_and_zone(raw, e164, state, zone):
 
 def test_us_numbers_are_fixed_line_or_mobile_and_accepted():
     info = normalize("4155550100")
-    assert info == PhoneInfo("+14155550100", "US", ("America/Los_Angeles",), "CA",
-                             "fixed_line_or_mobile")
+    assert info == PhoneInfo(e164="+14155550100", country="US",
+                             time_zones=["America/Los_Angeles"], state="CA",
+                             line_type="fixed_line_or_mobile")
 
 
 def test_country_decides_how_a_national_number_is_read():
@@ -40,7 +43,7 @@ def test_unknown_country_falls_back_to_default_region():
 def test_foreign_mobile_has_no_state():
     info = normalize("+33612345678")
     assert (info.country, info.state, info.line_type) == ("FR", None, "mobile")
-    assert info.time_zones == ("Europe/Paris",)
+    assert info.time_zones == ["Europe/Paris"]
 
 
 def test_multi_zone_area_codes_keep_every_candidate():
@@ -100,10 +103,13 @@ def test_every_geographic_us_area_code_maps_to_a_state():
     assert missing == []
 
 
-def test_to_dict_is_json_ready():
-    data = normalize("+12085550100").to_dict()
-    assert data["time_zones"] == ["America/Boise", "America/Los_Angeles"]
-    assert data["e164"] == "+12085550100"
+def test_phone_info_round_trips_as_the_profile_stores_it():
+    info = normalize("+12085550100")
+    data = encode(Profile(customer_id="c1", phone=info.e164, phone_info=info))
+    assert b'"time_zones":["America/Boise","America/Los_Angeles"]' in data
+    stored = decode(data, Profile).phone_info
+    assert stored == info and stored.time_zones == ["America/Boise", "America/Los_Angeles"]
+    assert decode(encode(info), PhoneInfo) == info
 
 
 def test_to_e164_keys_numbers_we_would_not_text():
@@ -115,19 +121,26 @@ def test_to_e164_keys_numbers_we_would_not_text():
 
 
 @pytest.mark.parametrize("e164, masked", [
-    ("+14155550100", "+1415***0100"),
-    ("+33612345678", "+3361***5678"),
+    ("+14155550100", "+1********00"),
+    ("+33612345678", "+33*******78"),
+    ("+447911123456", "+44********56"),
     ("+4930123", "+49***23"),
+    ("+861391234567890", "+86***********90"),
     ("+123", "***"),
+    ("", "***"),
     (None, "***"),
 ])
-def test_mask(e164, masked):
+def test_mask_keeps_the_country_code_and_the_last_two_digits(e164, masked):
     assert mask(e164) == masked
 
 
-def test_mask_never_reveals_the_whole_number():
-    for e164 in ("+14155550100", "+447911123456", "+4930123", "+861391234567890"):
-        digits = e164[1:]
-        shown = mask(e164).replace("+", "").replace("***", "")
-        assert len(shown) <= len(digits) - 3
-        assert digits not in mask(e164)
+def test_mask_never_reveals_the_area_code_or_the_line():
+    for e164 in ("+14155550100", "+447911123456", "+4930123", "+861391234567890",
+                 "+12085550199"):
+        masked = mask(e164)
+        shown = masked.replace("+", "").replace("*", "")
+        assert len(masked) == len(e164)  # the length stays (two numbers stay comparable)
+        assert len(shown) <= 5 and shown.endswith(e164[-2:])
+        assert e164[1:-2] not in masked  # no area code / exchange / subscriber digits
+    assert mask("+14155550100") == mask("+12125550100")  # same country, same last two
+    assert mask("+14155550100") != mask("+14155550101")

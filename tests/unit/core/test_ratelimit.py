@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from smsflow.core.ratelimit import SegmentRateLimiter
+from smsflow.core.ratelimit import PacedRateLimiter, SegmentRateLimiter
 
 
 def max_in_any_window(sends: list[tuple[float, int]]) -> int:
@@ -62,8 +62,6 @@ def test_idle_sender_sends_at_once_and_rejects_bad_rate():
 
 
 def test_paced_limiter_spaces_sends_and_keeps_every_window_under_the_limit():
-    from smsflow.core.ratelimit import PacedRateLimiter
-
     limiter = PacedRateLimiter(100, headroom=0.95)
     times = []
     now = 0.0
@@ -74,3 +72,42 @@ def test_paced_limiter_spaces_sends_and_keeps_every_window_under_the_limit():
     for i, t in enumerate(times):  # any one-second window starting at a send
         assert sum(1 for u in times[i:] if u < t + 1.0) <= 95
     assert times[-1] < 500 / 95 + 0.1  # and still at full (headroomed) speed
+
+
+# ---------------------------------------- issue 9: a margin at the one-second edge
+
+def test_two_sends_that_together_exceed_the_limit_are_never_booked_one_second_apart():
+    """Two 2-segment sends on a 2.5 MPS share: exactly 1.0 s apart, network jitter puts
+    both (4 segments) in one provider second."""
+    limiter = PacedRateLimiter(2.5)
+    starts = [limiter.acquire(2, 0.0) for _ in range(6)]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 1.15 - 1e-9
+    limiter = PacedRateLimiter(2.5, headroom=1.0)  # without headroom the pacing alone is 0.8 s
+    starts = [limiter.acquire(2, 0.0) for _ in range(6)]
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 1.15 - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_pair_over_the_limit_is_booked_within_the_edge_margin(seed):
+    rng = random.Random(seed)
+    limiter, now, booked = PacedRateLimiter(2.5), 0.0, []
+    for _ in range(200):
+        now += rng.expovariate(3.0)
+        segments = rng.choice([1, 1, 2])
+        booked.append((now + limiter.acquire(segments, now), segments))
+    for i, (t, n) in enumerate(booked):
+        for u, m in booked[i + 1:]:
+            if u - t >= 1.15 - 1e-9:  # (float sums of booked times)
+                break
+            assert n + m <= 2.5, (t, n, u, m)
+
+
+def test_a_one_mps_sender_sends_a_single_segment_text_about_every_second():
+    """The default policy's sender is a 1-MPS long code: one-segment texts must go out
+    about once a second (1/0.9 s paced, 1.15 s with the edge margin), not one every 2.3 s."""
+    limiter = PacedRateLimiter(1)
+    starts = [limiter.acquire(1, 0.0) for _ in range(20)]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 1 / 0.9 - 1e-9
+    assert max(gaps) <= 1.15 + 1e-9, gaps[:3]

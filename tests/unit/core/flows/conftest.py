@@ -1,20 +1,17 @@
-"""Shared builders for flow tests: flows from YAML text, events, profiles, a fixed clock."""
+"""Shared builders for flow tests: flows from YAML text, typed events and profiles, a
+fixed clock."""
 
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
 
 import pytest
 
-from smsflow.core.flows import FlowEngine, load_text
+from smsflow.core.flows import Effects, FlowEngine, load_text
+from smsflow.core.records.events import IngestedEvent
+from smsflow.core.records.timers import FlowTimer
 
-T0 = 1_764_324_000.0  # 2025-11-28T10:00:00Z
-MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
-
-
-def at(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+from ..builders import DAY, HOUR, MIN, T0, at, profile, track  # noqa: F401  (re-exported)
 
 
 def flow_from(text: str):
@@ -28,36 +25,34 @@ def make_engine(*texts: str) -> FlowEngine:
                       link_secret="test-secret")
 
 
-def event(name: str, ts: float, message_id: str, customer: str = "c1", /, **properties) -> dict:
-    return {"type": "track", "messageId": message_id, "userId": customer, "event": name,
-            "timestamp": at(ts), "properties": properties}
+def event(name: str, ts: float, message_id: str, customer: str = "c1", /,
+          **properties) -> IngestedEvent:
+    return track(name, ts, message_id, customer, **properties)
 
 
-def checkout(ts: float, checkout_id: str = "ch_1", message_id: str | None = None, **extra) -> dict:
+def checkout(ts: float, checkout_id: str = "ch_1", message_id: str | None = None,
+             customer: str = "c1", **extra) -> IngestedEvent:
     props = {"checkout_id": checkout_id, "value": 84.0, "currency": "USD",
              "checkout_url": f"https://shop.example/checkout/{checkout_id}",
              "products": [{"product_id": "sku_1", "name": "Moisturizer", "price": 42.0,
                            "quantity": 2, "category": "skincare"}], **extra}
-    return event("Checkout Started", ts, message_id or f"m_{checkout_id}", **props)
+    return event("Checkout Started", ts, message_id or f"m_{checkout_id}", customer, **props)
 
 
 def order(ts: float, checkout_id: str = "ch_1", message_id: str = "m_order", value: float = 84.0,
-          **extra) -> dict:
-    return event("Order Placed", ts, message_id, checkout_id=checkout_id, order_id="o_" + checkout_id,
-                 value=value, currency="USD", **extra)
+          **extra) -> IngestedEvent:
+    return event("Order Placed", ts, message_id, checkout_id=checkout_id,
+                 order_id="o_" + checkout_id, value=value, currency="USD", **extra)
 
 
-def profile(customer: str = "c1", **extra) -> dict:
-    base = {"customer_id": customer, "phone": "+14155550100", "traits": {"first_name": "Ana"},
-            "country": "US", "timezone": "America/Los_Angeles", "purchase_status": "never",
-            "order_count": 0, "total_spent": 0.0, "aov": None, "last_order_at": None,
-            "category_affinity": {}}
-    base.update(extra)
-    return base
+def types(effects: Effects) -> list[str]:
+    return [o.type for o in effects.outcomes]
 
 
-def types(effects) -> list[str]:
-    return [o["type"] for o in effects.outcomes]
+def only_timer(effects: Effects) -> FlowTimer:
+    """The one timer an engine call set (its store key is in ``timers_set``)."""
+    [timer] = effects.timers_set.values()
+    return timer
 
 
 CART_FLOW = """

@@ -1,15 +1,31 @@
+"""The condition language, evaluated on the context the engine builds: the trigger event
+(``event_dict`` of a logged event) and the customer's ``profile_view``."""
+
 import pytest
 
 from smsflow.core.flows.conditions import MISSING, compile_conditions, resolve
+from smsflow.core.flows.runner import event_dict, logged, profile_view
+from smsflow.core.records.customers import Profile
 
-CTX = {
-    "properties": {"value": 84.0, "currency": "USD", "tags": ["vip", "new"], "note": "gift wrap",
-                   "products": [{"category": "skincare", "price": 42}, {"category": "hair", "price": 9}],
-                   "in_stock": False},
-    "profile": {"order_count": 2, "purchase_status": "repeat", "traits": {"first_name": "Ana"},
-                "category_affinity": {"skincare": 3}},
-    "event": {"event": "Checkout Started"},
-}
+from ..builders import DAY, T0
+
+
+def engine_context(event_name: str, properties: dict, profile: Profile, now: float) -> dict:
+    """The roots a trigger condition sees (as ``Run.trigger_context`` builds them)."""
+    event = event_dict(logged(event_name, "m1", T0, None, properties))
+    return {"event": event, "properties": event["properties"], "profile": profile_view(profile, now),
+            "trigger": event, "cart": event["properties"]}
+
+
+CTX = engine_context(
+    "Checkout Started",
+    {"value": 84.0, "currency": "USD", "tags": ["vip", "new"], "note": "gift wrap",
+     "products": [{"category": "skincare", "price": 42}, {"category": "hair", "price": 9}],
+     "in_stock": False},
+    Profile(customer_id="c1", order_count=2, purchase_status="repeat", traits={"first_name": "Ana"},
+            category_affinity={"skincare": 3}, last_order_at=T0 - 100 * DAY,
+            last_sms_click_at=T0 - 3 * DAY),
+    T0)
 
 
 def check(spec) -> bool:
@@ -60,3 +76,11 @@ def test_combinators():
     assert check({"not": {"profile.order_count": 0}})
     assert check({"properties.value": {"gt": 1}, "any": [{"profile.order_count": 2}]})
     assert check({}) and check(None)
+
+
+def test_audience_shorthand_fields_resolve_on_the_profile_view():
+    assert resolve(CTX, "profile.days_since_last_order") == 100.0
+    assert resolve(CTX, "profile.days_since_last_sms_click") == 3.0
+    assert resolve(CTX, "event.event") == "Checkout Started"
+    assert check({"profile.days_since_last_sms_click": {"lte": 30},
+                  "profile.days_since_last_order": {"gte": 90}})

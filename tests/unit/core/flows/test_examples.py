@@ -7,7 +7,7 @@ from pathlib import Path
 from smsflow.cli import main
 from smsflow.core.flows import FlowEngine, holdout, load_dir
 
-from .conftest import DAY, T0, checkout, event, profile
+from .conftest import DAY, T0, checkout, event, only_timer, profile
 
 FLOWS = Path(__file__).resolve().parents[4] / "flows"
 EXPECTED = {"abandoned_checkout", "back_in_stock", "shipping_updates", "post_delivery_cross_sell",
@@ -31,14 +31,16 @@ def test_abandoned_checkout_example_end_to_end():
     cid = next(f"c{i}" for i in range(100)
                if holdout.assign("abandoned_checkout", f"c{i}", 0.1) == "treatment")
     prof = profile(cid)
-    fx = engine.on_event({}, prof, checkout(T0) | {"userId": cid}, T0)
+    fx = engine.on_event(None, prof, checkout(T0, customer=cid), T0)
     sends = []
     for _ in range(3):
-        fx = engine.on_timer(fx.state, prof, fx.timers_set[0], fx.timers_set[0].due)
+        timer = only_timer(fx)
+        fx = engine.on_timer(fx.state, prof, timer, timer.due)
         sends += fx.sends
-    assert [s["step_id"] for s in sends] == ["reminder", "social_proof", "incentive"]
-    assert sends[0]["body"].startswith("Ana, you left 1 item in your cart.")
-    assert "Moisturizer" in sends[1]["body"]
+    assert [s.step_id for s in sends] == ["reminder", "social_proof", "incentive"]
+    assert sends[0].body.startswith("Ana, you left 1 item in your cart.")
+    assert "Moisturizer" in sends[1].body
+    assert {s.customer_id for s in sends} == {cid} and all(s.link for s in sends)
 
 
 def test_cross_sell_waits_for_delivery_then_days():
@@ -46,12 +48,12 @@ def test_cross_sell_waits_for_delivery_then_days():
     prof = profile("c_x", purchase_status="first_time")
     placed = event("Order Placed", T0, "o1", "c_x", order_id="o1", value=50.0,
                    products=[{"product_id": "sku_1", "name": "Serum", "category": "skincare"}])
-    fx = engine.on_event({}, prof, placed, T0)
-    timeouts = [t for t in fx.timers_set if t.flow_id == "post_delivery_cross_sell"]
+    fx = engine.on_event(None, prof, placed, T0)
+    timeouts = [t for t in fx.timers_set.values() if t.flow_id == "post_delivery_cross_sell"]
     assert [t.kind for t in timeouts] == ["timeout"]
     fx = engine.on_event(fx.state, prof, event("Order Delivered", T0 + 2 * DAY, "d1", "c_x",
                                                order_id="o1"), T0 + 2 * DAY)
-    [wait] = [t for t in fx.timers_set if t.flow_id == "post_delivery_cross_sell"]
+    [wait] = [t for t in fx.timers_set.values() if t.flow_id == "post_delivery_cross_sell"]
     assert wait.kind == "wait" and wait.due == T0 + 5 * DAY
 
 
