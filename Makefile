@@ -4,8 +4,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := deploy/.cache
-# promtool (alert-rule unit tests), built from source through the Go module proxy.
+# promtool (alert-rule unit tests), built from source through the Go module proxy, once.
+# Without the cloud service-discovery plugins (static, file, http and DNS stay): 5 min instead
+# of 7+ on 2 cores from an empty Go cache, ~35 s with a warm one.
 PROMTOOL_VERSION := v0.316.0
+PROMTOOL_TAGS := remove_all_sd,enable_dns_sd
 PROMTOOL := $(CACHE)/bin/promtool
 PIP_TOOLS_VERSION := 7.6.2
 PIP_TOOLS := $(CACHE)/pip-tools
@@ -30,7 +33,7 @@ $(BIN)/smsflow: pyproject.toml requirements-dev.lock
 
 $(PROMTOOL):
 	@command -v go >/dev/null || { echo "make setup: Go is needed to build promtool $(PROMTOOL_VERSION) (alert-rule tests)" >&2; exit 1; }
-	GOBIN=$(abspath $(CACHE)/bin) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	GOBIN=$(abspath $(CACHE)/bin) go install -tags $(PROMTOOL_TAGS) github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 setup: $(BIN)/smsflow $(PROMTOOL)  ## venv from the lock file + promtool + Kafka broker jars (Maven)
 	$(BIN)/smsflow broker fetch

@@ -14,7 +14,8 @@ from contextlib import nullcontext
 
 import orjson
 
-from smsflow.commands._kafka import add_bootstrap_argument, connect, kafka_command
+from smsflow.commands._kafka import (add_bootstrap_argument, connect, kafka_command,
+                                     settings_from_args)
 
 CSV_COLUMNS = ("phone", "status", "source", "timestamp", "keyword", "text_hash", "text",
                "updated_at", "pending_source", "customers", "history_entries",
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
 def run_show(args: argparse.Namespace) -> int:
     from smsflow.core.phones import InvalidPhone, normalize, to_e164
 
-    settings = connect(args)
+    settings = settings_from_args(args)
     try:
         phone = normalize(args.phone, args.country, settings.default_region).e164
     except InvalidPhone as exc:
@@ -60,7 +61,7 @@ def run_show(args: argparse.Namespace) -> int:
             return _fail(f"not a phone number ({exc.reason}): {args.phone!r}")
         # Not textable, but it may still have opted out by replying: look it up anyway.
         phone = to_e164(args.phone, (args.country or settings.default_region).upper())
-    ledgers = _read_ledgers(settings)
+    ledgers = _read_ledgers(connect(args))
     if ledgers is None:
         return 2
     if phone not in ledgers:
