@@ -73,6 +73,11 @@ class Broker:
     controller_port: int | None = None
     run_dir: Path | None = None
     heap: str = "768m"
+    # An extra SASL_PLAINTEXT listener (tests, trying out credentials locally): its port and
+    # the users allowed on it, {name: password}, for PLAIN and SCRAM-SHA-256/512 alike.
+    # PLAINTEXT on ``port`` stays as it is (the broker's own readiness check uses it).
+    sasl_port: int | None = None
+    sasl_users: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.controller_port is None:
@@ -84,6 +89,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
     @property
     def pid_file(self) -> Path:
@@ -112,16 +121,27 @@ class Broker:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         text = (KAFKA_DIR / "server.properties.template").read_text().format(
             port=self.port, controller_port=self.controller_port, log_dirs=data)
+        if self.sasl_port:
+            text = _with_sasl_listener(text, self.sasl_port, self.sasl_users or {})
         path = self.run_dir / "server.properties"
         path.write_text(text)
         return path
+
+    def _scram_args(self) -> list[str]:
+        """SCRAM credentials live in the KRaft metadata log: written at format time."""
+        if not self.sasl_port:
+            return []
+        return [arg for user, password in (self.sasl_users or {}).items()
+                for mech in SCRAM_MECHANISMS
+                for arg in ("--add-scram", f"{mech}=[name={user},password={password}]")]
 
     def start(self, timeout: float = 90.0) -> "Broker":
         """Format storage (first time only) and start the broker; wait until it answers."""
         if self.running():
             return self
-        if port_open(self.port) or port_open(self.controller_port):
-            raise BrokerError(f"port {self.port} or {self.controller_port} is already in use")
+        ports = [self.port, self.controller_port] + ([self.sasl_port] if self.sasl_port else [])
+        if any(port_open(p) for p in ports):
+            raise BrokerError(f"one of ports {', '.join(map(str, ports))} is already in use")
         cp = self._classpath()
         config = self._write_config()
         if not (self.run_dir / "data" / "meta.properties").exists():
@@ -133,7 +153,7 @@ class Broker:
                 ["java", "-cp", cp, f"-Dkafka.logs.dir={self.run_dir / 'logs'}",
                  f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
                  "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                 "--ignore-formatted"], capture_output=True, text=True)
+                 "--ignore-formatted", *self._scram_args()], capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerError(f"kafka storage format failed: {fmt.stderr[-2000:]}")
         out = open(self.run_dir / "logs" / "stdout.log", "ab")
@@ -189,6 +209,37 @@ class Broker:
     def wipe(self) -> None:
         self.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _with_sasl_listener(text: str, sasl_port: int, users: dict[str, str]) -> str:
+    """Add a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) to a rendered
+    server.properties. No authorizer: any authenticated user may do anything."""
+    for name, password in users.items():
+        if not name.replace("-", "").replace("_", "").isalnum() or any(c in password for c in '"\\=,[]'):
+            raise BrokerError(f"unsupported characters in SASL user {name!r} or its password")
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0]
+        if key in ("listeners", "advertised.listeners"):
+            line += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        elif key == "listener.security.protocol.map":
+            line += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        lines.append(line)
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    prefix = "listener.name.sasl_plaintext"
+    lines += [
+        "# SASL_PLAINTEXT listener added by smsflow.broker (Broker(sasl_port=...))",
+        "sasl.enabled.mechanisms=PLAIN," + ",".join(SCRAM_MECHANISMS),
+        f"{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+        f"required {plain_users};",
+        *(f"{prefix}.{mech.lower()}.sasl.jaas.config="
+          "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+          for mech in SCRAM_MECHANISMS),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _reap(pid: int) -> None:

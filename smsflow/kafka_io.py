@@ -12,19 +12,29 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from smsflow.kafka_config import confluent_config
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": bootstrap,
+
+def client_config(kafka, **extra) -> dict:
+    """confluent-kafka configuration for ``kafka``: a :class:`~smsflow.streams.settings.Settings`
+    (bootstrap servers plus its TLS/SASL settings) or a plain ``host:port`` string."""
+    if isinstance(kafka, str):
+        return {"bootstrap.servers": kafka, **extra}
+    return confluent_config(kafka, **extra)
+
+
+def _consumer(kafka) -> Consumer:
+    return Consumer(client_config(kafka, **{
         "group.id": f"smsflow-reader-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
-    })
+    }))
 
 
-def iter_topic(topic: str, bootstrap: str, timeout: float = 30.0) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """Yield (key, value) of every record up to the high-water marks at call time."""
+def iter_topic(topic: str, bootstrap, timeout: float = 30.0) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Yield (key, value) of every record up to the high-water marks at call time.
+    ``bootstrap``: ``host:port`` or a Settings object (then with its TLS/SASL settings)."""
     consumer = _consumer(bootstrap)
     try:
         md = consumer.list_topics(topic, timeout=10)
@@ -57,11 +67,11 @@ def iter_topic(topic: str, bootstrap: str, timeout: float = 30.0) -> Iterator[tu
         consumer.close()
 
 
-def read_topic(topic: str, bootstrap: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes | None]]:
+def read_topic(topic: str, bootstrap, timeout: float = 30.0) -> list[tuple[bytes | None, bytes | None]]:
     return list(iter_topic(topic, bootstrap, timeout))
 
 
-def read_compacted(topic: str, bootstrap: str, decode=None) -> dict:
+def read_compacted(topic: str, bootstrap, decode=None) -> dict:
     """Last value per key of a (compacted) topic, tombstones removed; keys as str."""
     state: dict = {}
     for key, value in iter_topic(topic, bootstrap):

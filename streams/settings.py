@@ -84,6 +84,16 @@ class Settings:
     max_items: int = 200
     max_money: float = 1e9
     extra: dict = field(default_factory=dict)
+    # --- Kafka security and topic durability (ops; used through smsflow/kafka_config.py) ---
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    topic_replication: int = 1
+    topic_min_insync: int = 1
 
     @property
     def limits(self) -> Limits:
@@ -157,4 +167,14 @@ class Settings:
             max_string=_env_int("SMSFLOW_MAX_STRING", d.max_string),
             max_items=_env_int("SMSFLOW_MAX_ITEMS", d.max_items),
             max_money=_env_float("SMSFLOW_MAX_MONEY", d.max_money),
+            # --- Kafka security and topic durability (ops) ---
+            kafka_security_protocol=_env("SMSFLOW_KAFKA_SECURITY_PROTOCOL", d.kafka_security_protocol),
+            kafka_sasl_mechanism=os.environ.get("SMSFLOW_KAFKA_SASL_MECHANISM") or None,
+            kafka_sasl_username=os.environ.get("SMSFLOW_KAFKA_SASL_USERNAME") or None,
+            kafka_sasl_password=os.environ.get("SMSFLOW_KAFKA_SASL_PASSWORD"),
+            kafka_ssl_cafile=os.environ.get("SMSFLOW_KAFKA_SSL_CAFILE") or None,
+            kafka_ssl_certfile=os.environ.get("SMSFLOW_KAFKA_SSL_CERTFILE") or None,
+            kafka_ssl_keyfile=os.environ.get("SMSFLOW_KAFKA_SSL_KEYFILE") or None,
+            topic_replication=_env_int("SMSFLOW_TOPIC_REPLICATION", d.topic_replication),
+            topic_min_insync=_env_int("SMSFLOW_TOPIC_MIN_INSYNC", d.topic_min_insync),
         )

@@ -2,7 +2,7 @@
 
 Reads the consent table's compacted changelog (``{app_id}-consent-changelog``) from
 Kafka, so it works without a running worker. Broker and app id come from
-``SMSFLOW_BROKER`` and ``SMSFLOW_APP_ID``.
+``SMSFLOW_BROKER`` (or ``-b``) and ``SMSFLOW_APP_ID``; TLS/SASL from ``SMSFLOW_KAFKA_*``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import sys
 from contextlib import nullcontext
 
 import orjson
+
+from smsflow.commands._kafka import (add_bootstrap_argument, connect, kafka_command,
+                                     settings_from_args)
 
 CSV_COLUMNS = ("phone", "status", "source", "timestamp", "keyword", "text_hash", "text",
                "updated_at", "pending_source", "customers", "history_entries",
@@ -26,25 +29,31 @@ def register(subparsers) -> None:
                     "consent text and full history, as kept by the workers.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    show = actions.add_parser("show", help="one phone's ledger with its history (JSON)")
+    show = actions.add_parser("show", help="one phone's ledger with its history (JSON)",
+                              description="Print one phone's consent ledger with its full "
+                                          "history as JSON; exit 1 if it has none.")
     show.add_argument("phone", metavar="PHONE", help="any format; national numbers are "
                       "read in --country")
     show.add_argument("--country", metavar="CC", help="ISO country for national numbers "
                       "(default: SMSFLOW_DEFAULT_REGION)")
+    add_bootstrap_argument(show)
     show.set_defaults(func=run_show)
-    export = actions.add_parser("export", help="every phone's current consent")
+    export = actions.add_parser("export", help="every phone's current consent",
+                                description="Export every phone's consent: full ledgers as "
+                                            "JSON lines, or one CSV summary row per phone.")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
                         help="jsonl: full ledgers; csv: one summary row per phone "
                              "(default: %(default)s)")
     export.add_argument("--output", metavar="FILE", help="default: standard output")
+    add_bootstrap_argument(export)
     export.set_defaults(func=run_export)
 
 
+@kafka_command("consent")
 def run_show(args: argparse.Namespace) -> int:
     from smsflow.core.phones import InvalidPhone, normalize, to_e164
-    from smsflow.streams.settings import Settings
 
-    settings = Settings.from_env()
+    settings = settings_from_args(args)
     try:
         phone = normalize(args.phone, args.country, settings.default_region).e164
     except InvalidPhone as exc:
@@ -52,7 +61,7 @@ def run_show(args: argparse.Namespace) -> int:
             return _fail(f"not a phone number ({exc.reason}): {args.phone!r}")
         # Not textable, but it may still have opted out by replying: look it up anyway.
         phone = to_e164(args.phone, (args.country or settings.default_region).upper())
-    ledgers = _read_ledgers(settings)
+    ledgers = _read_ledgers(connect(args))
     if ledgers is None:
         return 2
     if phone not in ledgers:
@@ -62,10 +71,9 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+@kafka_command("consent")
 def run_export(args: argparse.Namespace) -> int:
-    from smsflow.streams.settings import Settings
-
-    ledgers = _read_ledgers(Settings.from_env())
+    ledgers = _read_ledgers(connect(args))
     if ledgers is None:
         return 2
     target = open(args.output, "w", newline="", encoding="utf-8") if args.output \
@@ -105,7 +113,7 @@ def _read_ledgers(settings) -> dict[str, dict] | None:
 
     topic = f"{settings.app_id}-consent-changelog"
     try:
-        return read_compacted(topic, settings.broker)
+        return read_compacted(topic, settings)
     except (TopicNotFound, KafkaException) as exc:
         _fail(f"cannot read {topic}: {exc}")
         return None

@@ -48,8 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary run folder (service logs, worker state, broker "
                         "data) and, with --bootstrap, this run's topics")
-    p.add_argument("--bootstrap", type=_host_port, metavar="HOST:PORT",
-                   help="use this Kafka broker instead of starting a private one")
+    p.add_argument("-b", "--bootstrap", type=_host_port, metavar="HOST:PORT",
+                   help="use this Kafka broker (PLAINTEXT) instead of starting a private one")
     p.add_argument("--uplift", type=float, default=d.uplift,
                    help="the simulator's true conversion uplift of a cart text "
                         "(default: %(default)g)")
@@ -57,6 +57,19 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smsflow.commands._kafka import CONNECT_TIMEOUT, fail, missing_report_extra
+
+    hint = missing_report_extra()  # the demo ends with the report
+    if hint:
+        return fail("demo", hint, code=3)
+    if args.bootstrap:
+        from smsflow.kafka_admin import KafkaUnavailable, check_reachable
+        from smsflow.streams.settings import Settings
+
+        try:  # the demo's own clients speak PLAINTEXT: check with exactly that
+            check_reachable(Settings(broker=f"kafka://{args.bootstrap}"), CONNECT_TIMEOUT)
+        except KafkaUnavailable as exc:
+            return fail("demo", exc)
     from smsflow.demo.run import DemoOptions, run_demo
 
     return run_demo(DemoOptions(customers=args.customers, speed=args.speed, seed=args.seed,

@@ -12,12 +12,18 @@ import sys
 
 import orjson
 
+from smsflow.commands._kafka import add_bootstrap_argument, connect, kafka_command
+
+DELIVERY_TIMEOUT = 30.0
+
 
 def register(sub) -> None:
-    p = sub.add_parser("produce", help="publish a JSON-lines file of events")
+    p = sub.add_parser("produce", help="publish a JSON-lines file of events",
+                       description=__doc__)
     p.add_argument("file", help="JSON-lines file ('-' for stdin)")
     p.add_argument("--topic", default=None, help="topic (default: <prefix>events)")
     p.add_argument("--skip-invalid", action="store_true", help="do not publish invalid lines")
+    add_bootstrap_argument(p)
     p.set_defaults(func=run)
 
 
@@ -35,19 +41,34 @@ def event_key(line: bytes) -> bytes | None:
     return str(key).encode() if key is not None else None
 
 
-def producer(bootstrap: str):
+def producer(bootstrap, **extra):
+    """An idempotent murmur2 producer. ``bootstrap``: ``host:port`` or a Settings object
+    (then with its TLS/SASL settings)."""
     from confluent_kafka import Producer
 
+    from smsflow.kafka_io import client_config
+
     # murmur2: the same partitioner as Faust/aiokafka and the Java client.
-    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                     "linger.ms": 20, "compression.type": "lz4", "acks": "all",
-                     "enable.idempotence": True})
+    return Producer(client_config(bootstrap, **{
+        "partitioner": "murmur2_random", "linger.ms": 20, "compression.type": "lz4",
+        "acks": "all", "enable.idempotence": True,
+        "message.timeout.ms": int(DELIVERY_TIMEOUT * 1000)}, **extra))
 
 
-def publish_lines(lines, topic: str, bootstrap: str, source: str = "-",
-                  skip_invalid: bool = False, err=sys.stderr) -> tuple[int, int]:
-    """Publish lines; return (published, invalid)."""
-    prod = producer(bootstrap)
+class NotDelivered(RuntimeError):
+    """Some messages were not acknowledged by Kafka in time."""
+
+
+def publish_lines(lines, topic: str, bootstrap, source: str = "-",
+                  skip_invalid: bool = False, err=sys.stderr, **producer_extra) -> tuple[int, int]:
+    """Publish lines; return (published, invalid). ``bootstrap``: ``host:port`` or Settings."""
+    failures: list[str] = []
+
+    def delivered(error, _msg) -> None:
+        if error is not None and len(failures) < 1:
+            failures.append(error.str())
+
+    prod = producer(bootstrap, on_delivery=delivered, **producer_extra)
     published = invalid = 0
     for number, line in enumerate(lines, start=1):
         line = line.strip()
@@ -68,16 +89,18 @@ def publish_lines(lines, topic: str, bootstrap: str, source: str = "-",
                 prod.poll(0.1)
         published += 1
         prod.poll(0)
-    remaining = prod.flush(60)
-    if remaining:
-        raise RuntimeError(f"{remaining} messages not delivered")
+    remaining = prod.flush(DELIVERY_TIMEOUT + 5)
+    if remaining or failures:
+        raise NotDelivered(f"{remaining or 'some'} of {published} messages not delivered"
+                           + (f": {failures[0]}" if failures else ""))
     return published, invalid
 
 
+@kafka_command("produce")
 def run(args) -> int:
-    from smsflow.streams.settings import Settings
+    from smsflow.kafka_admin import quiet_logger
 
-    settings = Settings.from_env()
+    settings = connect(args)
     topic = args.topic or settings.topic("events")
     if args.file == "-":
         lines, source = sys.stdin.buffer, "<stdin>"
@@ -87,6 +110,11 @@ def run(args) -> int:
         except OSError as exc:
             print(f"error: {args.file}: {exc.strerror}", file=sys.stderr)
             return 2
-    published, invalid = publish_lines(lines, topic, settings.bootstrap, source, args.skip_invalid)
+    try:
+        published, invalid = publish_lines(lines, topic, settings, source, args.skip_invalid,
+                                           logger=quiet_logger())
+    except NotDelivered as exc:
+        print(f"smsflow produce: {exc}", file=sys.stderr)
+        return 1
     print(f"published {published} events to {topic}" + (f" ({invalid} invalid)" if invalid else ""))
     return 0

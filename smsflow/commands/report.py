@@ -95,6 +95,9 @@ def _time(value: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smsflow.commands._kafka import report_preflight  # the `report` extra; Kafka reachable
+    if (stop := report_preflight(args)) is not None:
+        return stop
     # Imported here so that `smsflow --help` does not pay for scipy and matplotlib.
     from smsflow.report import build_report
     from smsflow.report.load import JsonLinesSource, LoadError, TopicSource
