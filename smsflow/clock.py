@@ -68,6 +68,20 @@ def iso(ts: float | None, timespec: str = "auto") -> str | None:
         "+00:00", "Z")
 
 
+def parse_iso(value: str) -> float:
+    """Epoch seconds of an RFC 3339 / ISO-8601 time: ``Z`` or ``z`` or an offset; a naive
+    time is UTC. Raises ``ValueError`` for anything else."""
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    if len(text) > 10 and text[10] in "tT ":
+        text = text[:10] + "T" + text[11:]
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
 def clock_from_env(speed: float = 1.0, origin: float | None = None,
                    epoch: float | None = None) -> Clock:
     """The clock a worker uses: real time, or compressed time when ``speed`` != 1."""

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from datetime import datetime, timezone
-
 import msgspec
 
 from smsflow.clock import iso  # noqa: F401  (part of this module's API)
+from smsflow.clock import parse_iso
 from smsflow.core import keywords
 from smsflow.core.records.events import SmsConsent
 from smsflow.core.records.phones import (ConsentChange, ConsentLedger, ConsentTraitChange,
@@ -173,12 +172,9 @@ def epoch(value: float | int | str | None) -> float:
     if not isinstance(value, str) or not value:
         raise InvalidConsent("missing_timestamp")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError as exc:
         raise InvalidConsent("bad_timestamp") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
 
 
 # ---------------------------------------------------------------------------- apply

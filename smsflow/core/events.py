@@ -14,13 +14,13 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import fastjsonschema
 import msgspec
 import orjson
 
+from smsflow.clock import parse_iso
 from smsflow.core.records.base import decoder
 from smsflow.core.records.events import (Event, IdentifyEvent, IngestedEvent, KnownTraits,
                                          TrackEvent)
@@ -85,9 +85,9 @@ def _load_validator() -> Any:
 
 def _is_datetime(value: str) -> bool:
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_iso(value)
         return True
-    except ValueError:
+    except (ValueError, IndexError):
         return False
 
 
@@ -99,10 +99,7 @@ def parse_time(value: str | None, default: float) -> float:
     """ISO-8601 -> epoch seconds; naive times are UTC; ``default`` when absent."""
     if not value:
         return default
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return parse_iso(value)
 
 
 def canonical_name(name: str) -> str:
@@ -133,24 +130,37 @@ def _ingest(event: Event, received_at: float, limits: Limits) -> IngestedEvent |
     if isinstance(event, TrackEvent):
         name = canonical_name(event.event)
         props = event.properties
-        if event.user_id is None and not (name in PRODUCT_LEVEL and props.get("product_id") is not None):
+        product = props.get("product_id")
+        if event.user_id is None and not (name in PRODUCT_LEVEL and _is_product_id(product)):
             return Rejection("missing_user_id", "track event has no userId")
         check_shape(props, limits, "properties")
+        if event.traits is not msgspec.UNSET:  # the schema checks a track's traits too
+            problem = _known_traits(event.traits, received_at)
+            if problem is not None:
+                return problem
         ts = _event_time(event.timestamp, received_at)
         return IngestedEvent(kind="track", message_id=event.message_id, user_id=event.user_id,
                              event=name, timestamp=event.timestamp, ts=ts, properties=props)
     assert isinstance(event, IdentifyEvent)
-    try:
-        msgspec.convert(event.traits, KnownTraits)
-    except msgspec.ValidationError as exc:
-        return Rejection("schema_violation", f"traits: {exc}")
-    consent = event.traits.get("sms_consent")
-    if isinstance(consent, Mapping) and consent.get("timestamp") is not None:
-        _event_time(consent["timestamp"], received_at, "traits.sms_consent.timestamp")
+    problem = _known_traits(event.traits, received_at)
+    if problem is not None:
+        return problem
     check_shape(event.traits, limits, "traits")
     ts = _event_time(event.timestamp, received_at)
     return IngestedEvent(kind="identify", message_id=event.message_id, user_id=event.user_id,
                          event=None, timestamp=event.timestamp, ts=ts, traits=event.traits)
+
+
+def _known_traits(traits: dict[str, Any], received_at: float) -> Rejection | None:
+    """The traits the engine reads, checked as the schema describes them."""
+    try:
+        msgspec.convert(traits, KnownTraits)
+    except msgspec.ValidationError as exc:
+        return Rejection("schema_violation", f"traits: {exc}")
+    consent = traits.get("sms_consent")
+    if isinstance(consent, Mapping) and consent.get("timestamp") is not None:
+        _event_time(consent["timestamp"], received_at, "traits.sms_consent.timestamp")
+    return None
 
 
 def _event_time(value: str | None, received_at: float, field: str = "timestamp") -> float:
@@ -185,6 +195,10 @@ def check_shape(value: Any, limits: Limits, path: str, depth: int = 1) -> None:
             raise ShapeError("too_many_items", f"{path}: {len(value)} items (limit {limits.max_items})")
         for index, item in enumerate(value):
             check_shape(item, limits, f"{path}[{index}]", depth + 1)
+
+
+def _is_product_id(value: Any) -> bool:
+    return isinstance(value, str) or _is_number(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -63,17 +63,23 @@ class PacedRateLimiter:
     network jitter then moves part of one burst into the next second, and the provider sees
     more than ``mps`` in one window. Spacing sends ``segments / rate`` apart removes the
     bursts, and the headroom (10% by default: about 100 ms of network or provider-side
-    jitter per second) absorbs what remains. The sliding log itself also keeps a margin at
-    the one-second edge (``edge`` seconds): two sends whose segments together exceed the
-    limit are never booked exactly one second apart, where jitter would put both in one
-    provider second.
+    jitter per second) absorbs what remains. Sends are also kept a margin away from the
+    one-second edge (``edge`` seconds): two sends whose segments together exceed the limit
+    are never booked less than ``1 + edge`` seconds apart, where jitter would put both in
+    one provider second. Pairs within the limit are not held back, so throughput stays at
+    the headroomed rate.
     """
 
     def __init__(self, mps: float, headroom: float = 0.9, edge: float = 0.15) -> None:
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
+        self.mps = mps
         self.rate = mps * headroom
-        self._window = SegmentRateLimiter(self.rate, WINDOW + edge)
+        self.edge = edge
+        # the one-second log at the headroomed rate, but never below one segment (a 1-MPS
+        # sender must not split a one-segment text across two windows)
+        self._window = SegmentRateLimiter(max(self.rate, min(1.0, mps)))
+        self._recent: deque[tuple[float, int]] = deque()  # bookings of the last 1 + edge s
         self._next_free = float("-inf")
 
     def projected(self, now: float) -> float:
@@ -84,6 +90,12 @@ class PacedRateLimiter:
         """Book ``segments``; return how long to wait before sending (0.0 = now)."""
         segments = max(1, int(segments))
         start = max(now, self._next_free)
+        for booked, n in self._recent:
+            if n + segments > self.mps:  # together over the limit: keep clear of the edge
+                start = max(start, booked + WINDOW + self.edge)
         start += self._window.acquire(segments, start)
+        self._recent.append((start, segments))
+        while self._recent and self._recent[0][0] < start - (WINDOW + self.edge):
+            self._recent.popleft()
         self._next_free = start + segments / self.rate
         return start - now

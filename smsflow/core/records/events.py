@@ -18,7 +18,8 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ConsentStatus = Literal["subscribed", "unsubscribed", "never", "pending"]
 
 
-class TrackEvent(Record, kw_only=True, tag="track", tag_field="type", rename="camel"):
+class TrackEvent(Record, kw_only=True, tag="track", tag_field="type", rename="camel",
+                 omit_defaults=True):
     message_id: Id
     event: Id
     user_id: Id | None = None
@@ -26,15 +27,21 @@ class TrackEvent(Record, kw_only=True, tag="track", tag_field="type", rename="ca
     timestamp: Annotated[str, msgspec.Meta(min_length=10)] | None = None
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
     context: dict[str, Any] | None = None
+    # identify's field: checked as the schema does for every event, not used by a track
+    traits: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
-class IdentifyEvent(Record, kw_only=True, tag="identify", tag_field="type", rename="camel"):
+class IdentifyEvent(Record, kw_only=True, tag="identify", tag_field="type", rename="camel",
+                    omit_defaults=True):
     message_id: Id
     user_id: Id
     traits: dict[str, Any]
     anonymous_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     timestamp: Annotated[str, msgspec.Meta(min_length=10)] | None = None
     context: dict[str, Any] | None = None
+    # track's fields: checked as the schema does for every event, not used by an identify
+    event: Id | msgspec.UnsetType = msgspec.UNSET
+    properties: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 Event = TrackEvent | IdentifyEvent

@@ -10,7 +10,13 @@ import pytest
 from phonenumbers import parse as parse_number
 from phonenumbers import timezone as number_zones
 
-from smsflow.core.gate import CONTEST_SECONDS, decide, minute_end, rank, resolve_zones
+from smsflow.core.gate import decide, rank, resolve_zones, window_end
+
+CONTEST_SECONDS = 60.0  # the policy default (cap_contest_window)
+
+
+def minute_end(now: float) -> float:
+    return window_end(now, CONTEST_SECONDS)
 from smsflow.core.phones import normalize
 from smsflow.core.policy import build_policy, default_policy
 from smsflow.core.quiet_hours import is_allowed, parse_schedule, zone

@@ -37,8 +37,8 @@ def test_events_are_segment_shaped_and_broken_ones_are_rejected():
         if isinstance(result, Rejection):
             reasons[result.reason] += 1
         else:
-            names[result.get("event", "identify")] += 1
-            assert result["userId"] == key
+            names[result.event or "identify"] += 1
+            assert result.user_id == key
     assert reasons.keys() == {"malformed_json", "missing_user_id", "unknown_event_type"}
     assert sum(reasons.values()) == sim.summary()["malformed_events"] > 0
     assert {"identify", "Product Viewed", "Added to Cart", "Checkout Started", "Order Placed",

@@ -130,6 +130,6 @@ def test_settings_read_from_the_environment(monkeypatch, tls_files):
 def test_created_topics_get_min_insync_replicas():
     wanted = wanted_topics(Settings(topic_replication=3, topic_min_insync=2, partitions=12))
     assert wanted["smsflow.events"] == (12, {"min.insync.replicas": "2"})
-    assert wanted["smsflow-consent-changelog"] == (
+    assert wanted["smsflow-phones-changelog"] == (
         12, {"cleanup.policy": "compact", "min.insync.replicas": "2"})
     assert all(config["min.insync.replicas"] == "2" for _, config in wanted.values())

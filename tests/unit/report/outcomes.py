@@ -8,6 +8,8 @@ from pathlib import Path
 import jsonschema
 
 from smsflow.clock import iso
+from smsflow.core.records.base import to_builtins
+from smsflow.core.records.outcomes import Outcome
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "outcome.schema.json")
                     .read_text())
@@ -17,12 +19,11 @@ FIELDS = tuple(SCHEMA["required"])
 
 
 def outcome(type_: str, customer_id: str | None, t: float, **fields) -> dict:
-    """A full record: every field present, null unless given; times from epoch ``t``."""
-    record = dict.fromkeys(FIELDS)
-    record.update(type=type_, customer_id=customer_id, event_time=iso(t),
-                  processing_time=iso(t + 1), details={})
-    record.update(fields)
-    return record
+    """A full record as the engine writes it (built with the ``Outcome`` record, so every
+    field is present and ``outcome_id`` is the engine's), times from epoch ``t``, as the
+    plain JSON data the report reads."""
+    return to_builtins(Outcome(type=type_, customer_id=customer_id, event_time=iso(t),
+                               processing_time=iso(t + 1) or "", **fields))
 
 
 def enrolled(cid: str, t: float, variant: str, flow: str = "cart", n: int = 1, **fields) -> dict:
