@@ -26,6 +26,7 @@ from faust.transport.drivers import TRANSPORTS
 
 from smsflow.clock import Clock, clock_from_env
 from smsflow.core.flows.loader import load_dir
+from smsflow.kafka_config import confluent_config, faust_credentials
 from smsflow.streams import tables as table_catalog
 from smsflow.streams import ticker, web
 from smsflow.streams.producer import KafkaProducer
@@ -55,7 +56,6 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         store="smsflow-rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
         topic_allow_declare=True,
         processing_guarantee="at_least_once",
         autodiscover=False,
@@ -77,6 +77,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=True,
         table_standby_replicas=settings.standby_replicas,
+        topic_replication_factor=settings.topic_replication,
+        broker_credentials=faust_credentials(settings),
         recovery_buffer_size=10_000,
         logging_config=None,
     )
@@ -115,11 +117,7 @@ def load_policy_file(settings: Settings) -> Any:
 
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
-    """confluent-kafka settings for the broker (security settings included when set)."""
-    try:
-        from smsflow.kafka_config import confluent_config
-    except ImportError:  # before the security settings land
-        return {"bootstrap.servers": settings.bootstrap}
+    """confluent-kafka settings for the broker (TLS/SASL included when set)."""
     result: dict[str, Any] = confluent_config(settings)
     return result
 

@@ -67,6 +67,7 @@ class Settings:
     rocksdb_write_buffer_mb: int = 16
     dedupe_window: int = 256
     log_level: str = "info"
+    log_format: str = "text"
     double_opt_in_sources: tuple[str, ...] = ()
     # runtime (commit protocol, lanes, state) -- README "Configuration"
     standby_replicas: int = 0
@@ -152,6 +153,7 @@ class Settings:
             rocksdb_write_buffer_mb=_env_int("SMSFLOW_ROCKSDB_WRITE_BUFFER_MB", d.rocksdb_write_buffer_mb),
             dedupe_window=_env_int("SMSFLOW_DEDUPE_WINDOW", d.dedupe_window),
             log_level=_env("SMSFLOW_LOG_LEVEL", d.log_level),
+            log_format=_env("SMSFLOW_LOG_FORMAT", d.log_format).lower(),
             double_opt_in_sources=tuple(
                 x.strip() for x in _env("SMSFLOW_DOUBLE_OPT_IN_SOURCES", "").split(",") if x.strip()),
             standby_replicas=_env_int("SMSFLOW_STANDBY_REPLICAS", d.standby_replicas),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from smsflow.commands._kafka import add_bootstrap_argument, settings_from_args
 from smsflow.core.attribution import DEFAULT_CLICK_WINDOW, DEFAULT_DELIVERY_WINDOW, HOUR, Windows
 
 DEFAULT_HORIZONS = "30,60,90"
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
                         help="outcomes topic to read from the beginning (default: "
                              "smsflow.outcomes; broker from SMSFLOW_BROKER)")
     parser.add_argument("--flow", metavar="ID", help="report on this flow only")
+    add_bootstrap_argument(parser)
     parser.add_argument("--chart", metavar="OUT.png", help="write the funnel and lift chart")
     parser.add_argument("--csv", metavar="OUT.csv", help="write one row per flow and variant")
     parser.add_argument("--json", metavar="OUT.json",
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     windows = Windows(click=args.click_window * HOUR, delivery=args.delivery_window * HOUR)
     try:
-        source = JsonLinesSource(args.input) if args.input else TopicSource(args.topic)
+        source = JsonLinesSource(args.input) if args.input else TopicSource(
+            args.topic, settings=settings_from_args(args))
         report = build_report(source, flow_id=args.flow, windows=windows, as_of=args.as_of,
                               horizons=args.horizons, target_lift=args.target_lift,
                               min_holdout_days=args.min_holdout_days,

@@ -10,9 +10,10 @@ the journal is flushed).
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
+
+from smsflow.commands._kafka import add_bootstrap_argument, settings_from_args
 
 
 def register(sub) -> None:
@@ -20,38 +21,30 @@ def register(sub) -> None:
     p.add_argument("--host", default=None,
                    help="bind address (default SMSFLOW_WEBHOOK_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="default SMSFLOW_WEBHOOK_PORT (8080)")
+    add_bootstrap_argument(p)
     p.set_defaults(func=run)
 
 
-def setup_logging(level: str = "info") -> None:
-    """Plain lines on stderr, phones masked in every one of them (ours or a library's)."""
-    from smsflow.webhooks.privacy import PhoneMaskFilter
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(PhoneMaskFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-
-
 def run(args) -> int:
-    from smsflow.streams.settings import Settings
-    from smsflow.webhooks.privacy import refusal
+    from smsflow.kafka_config import KafkaConfigError, check
+    from smsflow.privacy import refusal
     from smsflow.webhooks.server import StateInUse, serve
     from smsflow.webhooks.settings import WebhookSettings
 
     try:
-        settings = Settings.from_env()
+        settings = settings_from_args(args)
+        check(settings)  # no reachability check: the server spools while Kafka is down
         ws = WebhookSettings.from_env(settings)
-    except ValueError as exc:
+    except (ValueError, KafkaConfigError) as exc:
         print(f"smsflow webhooks: {exc}", file=sys.stderr)
         return 2
     reason = refusal(settings)
     if reason:
         print(f"smsflow webhooks: {reason}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    from smsflow import logs
+
+    logs.setup(settings.log_level, settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()

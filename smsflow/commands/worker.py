@@ -29,15 +29,29 @@ def run(args) -> int:
     # Before Faust is even imported: an unreachable broker or refused credentials end the
     # command with one line within seconds instead of Faust's retry loop.
     settings = connect(args)
+    from smsflow.privacy import refusal
+
+    reason = refusal(settings)
+    if reason:
+        from smsflow.commands._kafka import fail
+
+        return fail("worker", reason)
     from faust.worker import Worker
+
+    from smsflow import logs
+
+    class SmsflowWorker(Worker):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            logs.install(logger, settings.log_format)
 
     from smsflow.kafka_admin import ensure_topics
     from smsflow.streams.app import create_app
 
     level = (args.loglevel or settings.log_level).upper()
-    logging.basicConfig(level=level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    logs.setup(level, settings.log_format)
     ensure_topics(settings)
     app = create_app(settings)
-    worker = Worker(app, loglevel=level, logfile=None, quiet=True, redirect_stdouts=False)
+    worker = SmsflowWorker(app, loglevel=level, logfile=None, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

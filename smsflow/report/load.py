@@ -75,8 +75,10 @@ class TopicSource(_Source):
 
     def __init__(self, topic: str | None = None, bootstrap: str | None = None, *,
                  timeout: float = 10.0, err: TextIO | None = None,
-                 consumer_factory: Callable[[dict], object] | None = None) -> None:
-        settings = Settings.from_env()
+                 consumer_factory: Callable[[dict], object] | None = None,
+                 settings: Settings | None = None) -> None:
+        settings = settings or Settings.from_env()
+        self.settings = settings
         self.topic = topic or settings.topic("outcomes")
         self.bootstrap = bootstrap or settings.bootstrap
         super().__init__(f"kafka:{self.topic}", err)
@@ -84,12 +86,14 @@ class TopicSource(_Source):
         self._factory = consumer_factory or _confluent_consumer
 
     def __iter__(self) -> Iterator[dict]:
-        consumer = self._factory({
+        from smsflow.kafka_config import confluent_config
+
+        consumer = self._factory(confluent_config(self.settings, **{
             "bootstrap.servers": self.bootstrap,
             "group.id": f"smsflow-report-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-        })
+        }))
         try:
             yield from self._read(consumer)
         finally:

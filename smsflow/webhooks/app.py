@@ -59,7 +59,7 @@ from smsflow.webhooks.forms import Rejected, as_record, query_params, read_form,
 from smsflow.webhooks.journal import SpoolFull
 from smsflow.webhooks.links import LINK_CODE, is_web_url
 from smsflow.webhooks.metrics import Metrics
-from smsflow.webhooks.privacy import mask_phone
+from smsflow.privacy import mask_phone
 
 log = logging.getLogger("smsflow.webhooks")
 

@@ -32,6 +32,7 @@ from smsflow.clock import Clock, clock_from_env, iso
 from smsflow.core.records.base import encode
 from smsflow.core.records.events import TrackEvent
 from smsflow.core.records.outcomes import Outcome
+from smsflow.kafka_config import confluent_config
 from smsflow.streams.settings import Settings
 from smsflow.webhooks.app import DELIVERY, DLQ, INBOUND, create_webhook_app
 from smsflow.webhooks.forms import SERVER_OPTIONS
@@ -84,14 +85,16 @@ class WebhookServer:
         self.health = BrokerHealth(self.metrics, str(ws.spool))
         self.journal = Journal(ws.spool, ws.spool_max_bytes)
         self.seen = RecentIds(ws.seen_dir, ws.replay_window)
-        self.links = LinkStore(ws.links_dir, settings.topic("links"), settings.bootstrap)
+        self.links = LinkStore(ws.links_dir, settings.topic("links"), settings.bootstrap,
+                               consumer_config=confluent_config(settings))
         self.producer: AsyncProducer | None = None
         self.publisher: DurablePublisher | None = None
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> None:
         self.producer = AsyncProducer(producer_config(self.settings.bootstrap,
-                                                      self.ws.delivery_timeout_ms))
+                                                      self.ws.delivery_timeout_ms,
+                                                      **confluent_config(self.settings)))
         self.publisher = DurablePublisher(
             self.producer, self.journal, {role: self.settings.topic(role) for role in ROLES},
             self.health, self.metrics, retry_max=self.ws.retry_max)

@@ -1,4 +1,5 @@
-"""Privacy guards of the webhook server: phone masking and the refusal to start unsafely.
+"""Privacy guards of the worker and the webhook server: phone masking and the refusal to
+start unsafely.
 
 :func:`mask_phone` keeps the country calling code and the last two digits
 (``+14155550199`` -> ``+1********99``): enough to tell two log lines apart, not enough

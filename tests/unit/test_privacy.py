@@ -8,7 +8,7 @@ import pytest
 
 from smsflow.cli import main
 from smsflow.streams.settings import Settings
-from smsflow.webhooks.privacy import PhoneMaskFilter, mask_phone, mask_text, refusal
+from smsflow.privacy import PhoneMaskFilter, mask_phone, mask_text, refusal
 
 REAL = dict(twilio_base_url=None, twilio_auth_token="a" * 32, link_secret="s" * 32)
 
