@@ -39,7 +39,7 @@ from smsflow.core import timers as core_timers
 from smsflow.core.ratelimit import PacedRateLimiter
 from smsflow.core.records.base import decode
 from smsflow.core.records.outcomes import Outcome
-from smsflow.core.records.phones import PhoneUpdate
+from smsflow.core.records.phones import ConsentLedger, PhoneUpdate
 from smsflow.core.records.sends import (TERMINAL, DispatchCommand, DispatchRecord, DispatchRetry,
                                         PhoneState)
 from smsflow.core.records.timers import TimerFire
@@ -65,6 +65,7 @@ class Job:
     first_at: float
     attempt: int          # provider attempts made before this one
     lookups: int
+    checked_at: float | None = None  # when consent was last checked for this call
 
 
 class Paused:
@@ -242,6 +243,7 @@ class DispatcherAgent:
                 metrics.RATELIMIT_WAIT.labels(command.sender).inc(delay)
                 await asyncio.sleep(delay)
             if command.kind != "reply":  # consent re-checked after the wait, right before the call
+                job.checked_at = self.rt.clock.now()
                 ok, reason = core_consent.may_send(self.ledger(job), send.category)
                 if not ok:
                     return Suppressed(reason)
@@ -264,9 +266,15 @@ class DispatcherAgent:
             return result
 
     def ledger(self, job: Job) -> Any:
-        """The phone's consent ledger as committed now (read past this batch's snapshot)."""
-        raw = self.rt.stores[PHONES.name].get(job.record.partition, job.command.send.phone.encode())
-        return decode(raw, PhoneState).ledger if raw is not None else None
+        """The phone's consent ledger now: a status the phones agent has applied but not yet
+        committed first, else the committed ledger (read past this batch's snapshot)."""
+        phone = job.command.send.phone
+        raw = self.rt.stores[PHONES.name].get(job.record.partition, phone.encode())
+        ledger = decode(raw, PhoneState).ledger if raw is not None else ConsentLedger()
+        held = self.rt.consent_holds.get(phone)
+        if held is not None and held != ledger.status:
+            ledger.status = held  # type: ignore[assignment]
+        return ledger
 
     # -- results -----------------------------------------------------------------------
     def record_result(self, ctx: BatchContext, job: Job, result: Any, now: float) -> None:
@@ -308,7 +316,8 @@ class DispatcherAgent:
         if plan.action == "done":
             ctx.put(DISPATCHED, key, DispatchRecord(status="sent", first_at=job.first_at,
                                                     attempt=attempt, sid=result.sid, at=now))
-            details: dict[str, Any] = {"sender": sender, "attempts": attempt}
+            details: dict[str, Any] = {"sender": sender, "attempts": attempt,
+                                       "consent_checked_at": iso(job.checked_at, "milliseconds")}
             if result.provider_segments and result.provider_segments != command.segments:
                 details["provider_segments"] = result.provider_segments
             self.outcome(ctx, command, "sent", message_sid=result.sid, details=details)

@@ -164,6 +164,14 @@ class PhonesAgent(RecordAgent):
                             f"{home(phone, self.settings.partitions)}", f"phones.{role}")
         return False
 
+    def _committed_status(self, ctx: BatchContext, phone: str) -> str | None:
+        raw = self.rt.stores[PHONES.name].get(ctx.partition, phone.encode())
+        return decode(raw, PhoneState).ledger.status if raw is not None else None
+
+    def after_commit(self, records: list[InRecord]) -> None:
+        """The batch's ledgers are committed: the dispatcher reads them from the store."""
+        self.rt.consent_holds.clear()
+
     def state(self, ctx: BatchContext, phone: str) -> PhoneState:
         state = ctx.get(PHONES, phone) or PhoneState()
         _prune(state, ctx.now)
@@ -183,9 +191,12 @@ class PhonesAgent(RecordAgent):
             sources: tuple[str, ...] = (change.source,)
         else:
             sources = self.double_opt_in_sources
-        new, kind = core_consent.apply(state.ledger, change, now=ctx.now,
+        applied_at = self.rt.clock.now()  # when it is in the ledger: what a STOP counts from
+        new, kind = core_consent.apply(state.ledger, change, now=applied_at,
                                        double_opt_in_sources=sources)
         state.ledger = new
+        if new.status != (self._committed_status(ctx, phone)):
+            self.rt.consent_holds[phone] = new.status  # visible to the dispatcher now
         if kind is None:
             return
         customer_id = getattr(change, "customer_id", None)

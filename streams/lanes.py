@@ -159,6 +159,9 @@ class Lane:
         ctx = await self._retry("process", lambda: self._process(batch))
         await self._retry("commit", lambda: commit(ctx, self.rt.producer, self.rt.table_specs,
                                                    self.rt.stores, self.rt.changelog_topics))
+        after = getattr(self.agent, "after_commit", None)
+        if after is not None:
+            after(batch)
         processed: dict[TPKey, int] = {}
         for record in batch:
             tp = (record.topic, record.partition)

@@ -32,6 +32,9 @@ class Runtime:
     lanes: list[Lane] = field(default_factory=list)
     agents: dict[str, Agent] = field(default_factory=dict)
     on_processed: Any = None  # the consumer's mark_processed (set by the app)
+    # consent status a phone batch has applied but not committed yet: the dispatcher reads
+    # it before the committed ledger, so a STOP counts from the moment it is applied
+    consent_holds: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.topic_names = {role: self.settings.topic(role) for role in topic_catalog.all_roles()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from smsflow.commands._kafka import add_bootstrap_argument, connect, kafka_command
 
@@ -46,12 +47,16 @@ def run(args) -> int:
             logs.install(logger, settings.log_format)
 
     from smsflow.kafka_admin import ensure_topics
-    from smsflow.streams.app import create_app
+    from smsflow.streams.app import ConfigError, create_app
 
     level = (args.loglevel or settings.log_level).upper()
     logs.setup(level, settings.log_format)
     ensure_topics(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # invalid flows or policy: every problem as file:line
+        print(f"smsflow worker: {exc}", file=sys.stderr)
+        return 1
     worker = SmsflowWorker(app, loglevel=level, logfile=None, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

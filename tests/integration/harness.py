@@ -61,10 +61,14 @@ class Worker(Process):
                "SMSFLOW_DATA_DIR": str(stack.root / f"data-{name}")}
         super().__init__(stack, name, ["worker"], env)
 
+    def ready(self) -> bool:
+        """The worker's readiness probe: partitions assigned and state recovered."""
+        return http_ok(f"http://127.0.0.1:{self.web_port}/readyz")
+
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from process start until Faust reports the worker ready."""
-        wait_for(lambda: "[^Worker]: Ready" in self.log() or self.proc.poll() is not None,
-                 timeout, message=f"worker {self.name} ready")
+        """Seconds from process start until the worker's readiness probe answers 200."""
+        wait_for(lambda: self.ready() or self.proc.poll() is not None,
+                 timeout, interval=0.2, message=f"worker {self.name} ready")
         if self.proc.poll() is not None:
             raise AssertionError(f"worker {self.name} exited:\n{self.log()[-4000:]}")
         return time.monotonic() - self.started_at
