@@ -15,7 +15,7 @@ PIP_TOOLS := $(CACHE)/pip-tools
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --build-deps-for wheel \
               --no-emit-index-url --no-emit-find-links
 
-.PHONY: setup demo test test-unit test-integration bench broker-start broker-stop lock \
+.PHONY: setup demo typecheck test test-unit test-integration bench broker-start broker-stop lock \
         prometheusrule clean
 
 # Locked build tools first (setuptools, wheel: the lock's own entries, hashes checked), then
@@ -40,6 +40,9 @@ setup: $(BIN)/smsflow $(PROMTOOL)  ## venv from the lock file + promtool + Kafka
 
 demo: setup  ## the main job on local defaults: broker, worker, sandbox, a simulated day, report
 	$(BIN)/smsflow demo
+
+typecheck: setup  ## mypy, strict on smsflow/core (pyproject.toml [tool.mypy])
+	$(BIN)/mypy
 
 test: setup  ## the whole suite: unit tests and integration tests on the real broker
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -45,7 +45,6 @@ class Settings:
     topic_prefix: str = "smsflow."
     partitions: int = 8
     data_dir: Path = REPO_ROOT / ".smsflow" / "data"
-    processing_guarantee: str = "at_least_once"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     webhook_port: int = 8080
@@ -62,8 +61,6 @@ class Settings:
     clock_epoch: float | None = None
     tick_interval: float = 0.5
     batch_size: int = 2000
-    batch_within: float = 0.05
-    rocksdb_cache_mb: int = 32
     rocksdb_write_buffer_mb: int = 16
     dedupe_window: int = 256
     log_level: str = "info"
@@ -131,7 +128,6 @@ class Settings:
             topic_prefix=_env("SMSFLOW_TOPIC_PREFIX", d.topic_prefix),
             partitions=_env_int("SMSFLOW_PARTITIONS", d.partitions),
             data_dir=Path(_env("SMSFLOW_DATA_DIR", str(d.data_dir))),
-            processing_guarantee=_env("SMSFLOW_PROCESSING_GUARANTEE", d.processing_guarantee),
             web_port=_env_int("SMSFLOW_WEB_PORT", d.web_port),
             web_host=_env("SMSFLOW_WEB_HOST", d.web_host),
             webhook_port=_env_int("SMSFLOW_WEBHOOK_PORT", d.webhook_port),
@@ -148,8 +144,6 @@ class Settings:
             clock_epoch=float(epoch) if epoch else None,
             tick_interval=_env_float("SMSFLOW_TICK_INTERVAL", d.tick_interval),
             batch_size=_env_int("SMSFLOW_BATCH_SIZE", d.batch_size),
-            batch_within=_env_float("SMSFLOW_BATCH_WITHIN", d.batch_within),
-            rocksdb_cache_mb=_env_int("SMSFLOW_ROCKSDB_CACHE_MB", d.rocksdb_cache_mb),
             rocksdb_write_buffer_mb=_env_int("SMSFLOW_ROCKSDB_WRITE_BUFFER_MB", d.rocksdb_write_buffer_mb),
             dedupe_window=_env_int("SMSFLOW_DEDUPE_WINDOW", d.dedupe_window),
             log_level=_env("SMSFLOW_LOG_LEVEL", d.log_level),

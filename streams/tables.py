@@ -25,6 +25,7 @@ from smsflow.streams.settings import Settings
 
 T = TypeVar("T")
 AUX, PRIMARY = 0, 1
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def declare(app: Any, settings: Settings) -> dict[str, Any]:
     tables = {}
     for spec in ALL:
         table = app.Table(spec.name, partitions=settings.partitions, store="smsflow-rocksdb://",
-                          key_type=bytes, value_type=bytes, help=spec.help)
+                          key_type=bytes, value_type=bytes, help=spec.help,
+                          options={"write_buffer_size": settings.rocksdb_write_buffer_mb * MB,
+                                   "max_write_buffer_number": 2,
+                                   "target_file_size_base": 32 * MB})
         table.key_serializer = table.value_serializer = "raw"
         table._changelog_topic = None  # rebuilt on first use, with the raw codecs
         tables[spec.name] = table
