@@ -1,6 +1,7 @@
 """``smsflow consent``: audit the consent ledger (one phone, or an export of all).
 
-Reads the consent table's compacted changelog (``{app_id}-consent-changelog``) from
+Reads the phones table's compacted changelog (``{app_id}-phones-changelog``: each
+phone's record holds its ledger) from
 Kafka, so it works without a running worker. Broker and app id come from
 ``SMSFLOW_BROKER`` (or ``-b``) and ``SMSFLOW_APP_ID``; TLS/SASL from ``SMSFLOW_KAFKA_*``.
 """
@@ -111,9 +112,10 @@ def _read_ledgers(settings) -> dict[str, dict] | None:
 
     from smsflow.kafka_read import TopicNotFound, read_compacted
 
-    topic = f"{settings.app_id}-consent-changelog"
+    topic = f"{settings.app_id}-phones-changelog"
     try:
-        return read_compacted(topic, settings)
+        return {phone: record["ledger"] for phone, record in read_compacted(topic, settings).items()
+                if isinstance(record, dict) and isinstance(record.get("ledger"), dict)}
     except (TopicNotFound, KafkaException) as exc:
         _fail(f"cannot read {topic}: {exc}")
         return None

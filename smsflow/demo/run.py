@@ -216,6 +216,7 @@ class Demo:
         self.sandbox_port, self.webhook_port = free_port(), free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.public_url = f"http://127.0.0.1:{self.webhook_port}"
+        self.web_port = free_port()
         sid, token = "AC" + "0" * 32, "sandbox-token"
         env.update({
             "SMSFLOW_BROKER": f"kafka://{self.bootstrap}", "SMSFLOW_APP_ID": self.app_id,
@@ -227,7 +228,7 @@ class Demo:
             "SMSFLOW_CLOCK_EPOCH": repr(self.clock.real_epoch),
             "SMSFLOW_TWILIO_ACCOUNT_SID": sid, "SMSFLOW_TWILIO_AUTH_TOKEN": token,
             "SMSFLOW_TWILIO_BASE_URL": self.sandbox_url, "SMSFLOW_PUBLIC_URL": self.public_url,
-            "SMSFLOW_WEBHOOK_PORT": str(self.webhook_port), "SMSFLOW_WEB_PORT": str(free_port()),
+            "SMSFLOW_WEBHOOK_PORT": str(self.webhook_port), "SMSFLOW_WEB_PORT": str(self.web_port),
             "SMSFLOW_DATA_DIR": str(self.run_dir / "worker-data"),
             "SMSFLOW_LINK_SECRET": uuid.uuid4().hex, "SMSFLOW_TICK_INTERVAL": "0.2",
             "SMSFLOW_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1",
@@ -251,7 +252,7 @@ class Demo:
             self.services.append(worker)
             sandbox.wait_http(f"{self.sandbox_url}/sandbox/stats", 60)
             webhooks.wait_http(f"{self.public_url}/healthz", 60)
-            ready = worker.wait_log("[^Worker]: Ready", 120)
+            ready = worker.wait_http(f"http://127.0.0.1:{self.web_port}/readyz", 120)
         self._mark("services")
         self.console.print(f"sandbox {self.sandbox_url}, webhooks {self.public_url}, worker "
                            f"ready after {ready:.0f}s (pids {sandbox.pid}, {webhooks.pid}, "

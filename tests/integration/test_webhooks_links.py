@@ -13,7 +13,9 @@ import pytest
 from confluent_kafka import Producer
 
 from smsflow.broker import free_port
-from smsflow.core.links import mint
+from smsflow.core.links import code_of, mint
+from smsflow.core.records.base import to_builtins
+from smsflow.core.records.links import MintedLink
 from smsflow.demo.processes import Service, wait_for
 from smsflow.kafka_admin import ensure_topics
 from smsflow.kafka_io import read_topic
@@ -29,9 +31,10 @@ def link_record(i: int) -> tuple[str, dict]:
     link = mint(f"https://shop.example/checkout/ch_{i}", flow_id="abandoned_checkout",
                 step_id=f"step_{i % 4}", idempotency_key=key,
                 public_base_url="https://hooks.example.com", secret="test-secret")
-    return link["code"], {**link, "customer_id": f"c_{i:08d}", "flow_id": "abandoned_checkout",
-                          "step_id": f"step_{i % 4}", "enrollment_id": f"enr_{i:08d}",
-                          "idempotency_key": key}
+    record = MintedLink(target=link.target, short=link.short, customer_id=f"c_{i:08d}",
+                        flow_id="abandoned_checkout", step_id=f"step_{i % 4}",
+                        enrollment_id=f"enr_{i:08d}", idempotency_key=key)
+    return code_of(link.short), to_builtins(record)
 
 
 def produce_links(bootstrap: str, topic: str, start: int, count: int) -> list[str]:
