@@ -42,6 +42,70 @@ class FalseAlarms(logging.Filter):
         return True
 
 
+# What the Kafka clients log once per connection attempt (several a second) while a broker
+# is unreachable.
+CONNECTION_NOISE = tuple(re.compile(p) for p in (
+    r"Unable connect to node",
+    r"Unable to update metadata",
+    r"Unable to request metadata",
+    r"Failed fetch messages from \d+: (NodeNotReadyError|KafkaConnectionError)",
+    r"Group Coordinator Request failed",
+    r"Error sending HeartbeatRequest",
+    r"Heartbeat send request failed",
+    r"Marking the coordinator dead",
+    r"Heartbeat session expired",
+    r"Connect call failed",
+    r"coordinator \(node \d+\) is either not started or not valid",
+))
+
+
+class KafkaOutage:
+    """Turns a broker outage into one line per state change instead of one per attempt.
+
+    The first connection error logs "Kafka unreachable ... retrying with backoff"; further
+    ones are counted, not logged; :meth:`reachable` (called by the consumer whenever a fetch
+    succeeds) logs "Kafka reachable again after N s (M connection errors not logged)".
+    """
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.suppressed = 0
+        self.log = logging.getLogger("smsflow.kafka")
+
+    def reachable(self) -> None:
+        if self.down_since is not None:
+            took, count = time.monotonic() - self.down_since, self.suppressed
+            self.down_since, self.suppressed = None, 0
+            self.log.warning("Kafka reachable again after %.0fs (%d connection errors not "
+                             "logged)", took, count)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("smsflow") or not record.name.startswith(("aiokafka", "faust")):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return True
+        if not any(p.search(message) for p in CONNECTION_NOISE):
+            return True
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            record.msg, record.args = (f"Kafka unreachable ({message[:200]}); retrying with "
+                                       "backoff, further connection errors are not logged"), None
+            record.levelno, record.levelname = logging.ERROR, "ERROR"
+            return True
+        self.suppressed += 1
+        return False
+
+
+OUTAGE = KafkaOutage()
+
+
+class _OutageFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return OUTAGE.filter(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the exception)."""
 
@@ -61,6 +125,7 @@ def install(root: logging.Logger, fmt: str = "text") -> None:
     """Filters (masking, false alarms) and the formatter on every handler of ``root``."""
     for handler in root.handlers:
         if not any(isinstance(f, PhoneMaskFilter) for f in handler.filters):
+            handler.addFilter(_OutageFilter())
             handler.addFilter(FalseAlarms())
             handler.addFilter(PhoneMaskFilter())
         handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

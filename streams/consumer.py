@@ -30,6 +30,7 @@ from typing import Any, cast
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from smsflow.logs import OUTAGE
 from smsflow.streams import metrics
 from smsflow.streams.batch import InRecord
 
@@ -73,6 +74,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 records, _active = await self._wait_next_records(1.0)
                 if not records or self.should_stop:
                     continue
+                OUTAGE.reachable()
                 generation = self.app.consumer_generation_id
                 for tp, batch in records.items():
                     if not batch:
@@ -202,6 +204,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._committed[key] = committed[tp] if committed[tp] is not None else -1
             self._verifying.pop(key, None)
         metrics.WORKER_READY.set(1)
+        OUTAGE.reachable()
         return {tp: offset for tp, offset in committed.items() if offset is not None}
 
     # -- commits -----------------------------------------------------------------------
