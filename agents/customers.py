@@ -27,7 +27,6 @@ from smsflow.core.records.events import IngestedEvent, KnownTraits
 from smsflow.core.records.outcomes import Outcome
 from smsflow.core.records.phones import ConsentChange, PhoneUpdate
 from smsflow.core.records.products import StockEvent, StockRequest
-from smsflow.core.records.timers import TimerFire
 from smsflow.clock import iso
 from smsflow.streams import metrics
 from smsflow.streams.batch import BatchContext, InRecord
@@ -35,6 +34,7 @@ from smsflow.streams.lanes import RecordAgent
 from smsflow.streams.partitioning import home
 from smsflow.streams.runtime import Runtime
 from smsflow.streams.tables import CUSTOMER_TIMERS, CUSTOMERS
+from smsflow.streams.ticker import take_fired
 
 log = logging.getLogger("smsflow.customers")
 REHOMED_FROM = "smsflow-rehomed-from"
@@ -92,15 +92,10 @@ class CustomersAgent(RecordAgent):
 
     def on_customer_timers(self, rec: InRecord, ctx: BatchContext) -> None:
         """A customer timer is due: act only if it is still stored, then delete it."""
-        key = decode(rec.value or b"", TimerFire).timer_key
-        if self.ticker is not None:
-            self.ticker.acted(key)
-        timer = ctx.get(CUSTOMER_TIMERS, key)
-        if timer is None:
+        fired = take_fired(rec, ctx, CUSTOMER_TIMERS, self.ticker)
+        if fired is None or self.engine is None:
             return
-        ctx.delete(CUSTOMER_TIMERS, key)
-        if self.engine is None:
-            return
+        key, timer = fired
         customer_id = core_timers.decode(key).owner
         state = ctx.get(CUSTOMERS, customer_id) or core_profiles.new_state(customer_id)
         effects = self.engine.on_timer(state.flows, state.profile, timer, ctx.now)

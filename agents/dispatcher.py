@@ -42,12 +42,12 @@ from smsflow.core.records.outcomes import Outcome
 from smsflow.core.records.phones import ConsentLedger, PhoneUpdate
 from smsflow.core.records.sends import (TERMINAL, DispatchCommand, DispatchRecord, DispatchRetry,
                                         PhoneState)
-from smsflow.core.records.timers import TimerFire
 from smsflow.streams import metrics
 from smsflow.streams.batch import BatchContext, InRecord
 from smsflow.streams.commit import checkpoint_state
 from smsflow.streams.runtime import Runtime
 from smsflow.streams.tables import DISPATCH_TIMERS, DISPATCHED, PHONES
+from smsflow.streams.ticker import take_fired
 
 log = logging.getLogger("smsflow.dispatcher")
 
@@ -202,14 +202,10 @@ class DispatcherAgent:
     def prepare(self, record: InRecord, ctx: BatchContext, jobs: list[Job], queued: set[str]) -> None:
         action = "send"
         if record.role == "dispatch-timers":
-            key = decode(record.value or b"", TimerFire).timer_key
-            ticker = self.rt.extras.get("dispatch_ticker")
-            if ticker is not None:
-                ticker.acted(key)
-            retry = ctx.get(DISPATCH_TIMERS, key)
-            if retry is None:
+            fired = take_fired(record, ctx, DISPATCH_TIMERS, self.rt.extras.get("dispatch_ticker"))
+            if fired is None:
                 return
-            ctx.delete(DISPATCH_TIMERS, key)
+            retry = fired[1]
             command, action = retry.command, retry.action
         else:
             command = self._decode(record) or decode(record.value or b"", DispatchCommand)

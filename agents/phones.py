@@ -28,13 +28,13 @@ from smsflow.core.records.outcomes import Outcome
 from smsflow.core.records.phones import ConsentChange, InboundText, PhoneUpdate
 from smsflow.core.records.sends import (DeferredRef, DeferredSend, DispatchCommand, GateVerdict,
                                         ParkedDecision, PhoneState, SendCommand, SentRecord)
-from smsflow.core.records.timers import TimerFire
 from smsflow.streams import metrics
 from smsflow.streams.batch import BatchContext, InRecord
 from smsflow.streams.lanes import RecordAgent
 from smsflow.streams.partitioning import home
 from smsflow.streams.runtime import Runtime
 from smsflow.streams.tables import PHONE_TIMERS, PHONES
+from smsflow.streams.ticker import take_fired
 
 log = logging.getLogger("smsflow.phones")
 
@@ -134,13 +134,10 @@ class PhonesAgent(RecordAgent):
             ctx.dead_letter(rec, "unknown_role", f"re-homed record with role {role!r}", "phones.rehome")
 
     def on_phone_timers(self, rec: InRecord, ctx: BatchContext) -> None:
-        key = decode(rec.value or b"", TimerFire).timer_key
-        if self.ticker is not None:
-            self.ticker.acted(key)
-        timer = ctx.get(PHONE_TIMERS, key)
-        if timer is None:
+        fired = take_fired(rec, ctx, PHONE_TIMERS, self.ticker)
+        if fired is None:
             return
-        ctx.delete(PHONE_TIMERS, key)
+        key, timer = fired
         phone = core_timers.decode(key).owner
         state = self.state(ctx, phone)
         if isinstance(timer, ParkedDecision):

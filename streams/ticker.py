@@ -23,14 +23,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from smsflow.core.records.base import decode as decode_record
 from smsflow.core.records.base import encode
 from smsflow.core.records.timers import TimerFire
 from smsflow.core.timers import BadTimerKey, decode, due_prefix, upper_bound
 from smsflow.streams import metrics
 from smsflow.streams.producer import OutRecord
 from smsflow.streams.runtime import Runtime
+from smsflow.streams.tables import TableSpec
+
+T = TypeVar("T")
 
 log = logging.getLogger("smsflow.ticker")
 
@@ -125,6 +129,19 @@ class Ticker:
     def acted(self, timer_key: str) -> None:
         """The agent handled (or found gone) a timer: stop tracking it."""
         self.emitted.pop(timer_key.encode(), None)
+
+
+def take_fired(rec: Any, ctx: Any, table: TableSpec[T], ticker: Ticker | None) -> tuple[str, T] | None:
+    """The timer a ``TimerFire`` names, deleted from its table — or None when it is gone
+    (fired already, cancelled): the agent acts only on a timer that is still stored."""
+    key = decode_record(rec.value or b"", TimerFire).timer_key
+    if ticker is not None:
+        ticker.acted(key)
+    timer = ctx.get(table, key)
+    if timer is None:
+        return None
+    ctx.delete(table, key)
+    return key, timer
 
 
 def register(rt: Runtime, tickers: list[Ticker]) -> None:
