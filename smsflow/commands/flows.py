@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from smsflow.core.flows.durations import format_duration
 from smsflow.core.flows.loader import LoadResult, load_dir, load_file
-from smsflow.core.flows.model import (BranchStep, ExitStep, Flow, SendStep, SplitStep, Step,
-                                      WaitStep, WaitUntilStep, audience_conditions)
+from smsflow.core.flows.model import (BranchStep, ExitStep, Flow, PriorityRule, SendStep,
+                                      SplitStep, Step, WaitStep, WaitUntilStep,
+                                      audience_conditions)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +98,9 @@ def _step_lines(step: Step, flow: Flow) -> list[str]:
         lines = [f"send {step.channel}: \"{shown}\"  -> {_to(step.next)}"]
         lines += [f"  link {step.link}"] if step.link else []
         lines += [f"  media {url}" for url in step.media_urls]
-        return lines + ([f"  priority {step.priority}"] if step.priority is not None else [])
+        if step.priority is not None:
+            lines.append(f"  priority {priority_text(step.priority, step.priority_rules)}")
+        return lines
     if isinstance(step, BranchStep):
         return ["branch"] + [f"  when {conditions_text(c.conditions)} -> {_to(c.next)}"
                              for c in step.cases] + [f"  else -> {_to(step.otherwise)}"]
@@ -115,11 +118,14 @@ def describe(flow: Flow) -> str:
             "after": f"again after {format_duration(reentry.cooldown)}"}[reentry.mode]
     window = flow.send_window
     lines = [
-        f"{flow.id}: {flow.name} ({flow.category}, priority {flow.priority}, "
+        f"{flow.id}: {flow.name} ({flow.category}, priority {flow.priority}"
+        f"{' + rules' if flow.priority_rules else ''}, "
         f"holdout {flow.holdout:.0%})",
         f"  trigger   {flow.trigger.event}"
         + (f" if {conditions_text(flow.trigger.conditions)}" if flow.trigger.conditions else "")
         + (f"; max age {format_duration(flow.trigger.max_age)}" if flow.trigger.max_age else ""),
+        *([f"  priority  {priority_text(flow.priority, flow.priority_rules)}"]
+          if flow.priority_rules else []),
         f"  entity    {flow.entity_key or '-'}",
         f"  audience  {_audience_text(flow.audience_spec)}",
         f"  exit on   {', '.join(_rule_text(r, flow) for r in flow.exits) or '-'}",
@@ -138,6 +144,12 @@ def describe(flow: Flow) -> str:
         lines.append(f"    {step.id:<{width}}{first}")
         lines.extend(f"    {'':<{width}}{line}" for line in rest)
     return "\n".join(lines)
+
+
+def priority_text(base: int, rules: Sequence[PriorityRule]) -> str:
+    """``50; +30 if profile.aov gte 100; -10 if ...`` (the base alone without rules)."""
+    return "; ".join([str(base)] + [f"{rule.add:+d} if {conditions_text(rule.conditions)}"
+                                    for rule in rules])
 
 
 def _audience_text(spec: Mapping[str, Any]) -> str:
