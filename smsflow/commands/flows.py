@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smsflow.commands._kafka import add_bootstrap_argument, kafka_command
 from smsflow.core.flows.durations import format_duration
 from smsflow.core.flows.loader import LoadResult, load_dir, load_file
 from smsflow.core.flows.model import (BranchStep, ExitStep, Flow, PriorityRule, SendStep,
@@ -48,6 +49,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="the phone's consent (default: the profile's)")
     preview.add_argument("--json", action="store_true", help="print the preview as JSON")
     preview.set_defaults(func=cmd_preview)
+
+    backtest = sub.add_parser(
+        "backtest", help="run a flow folder offline over recorded events and report what it "
+                         "would have sent",
+        description="Run the engine (the real flow engine and compliance gate agents) offline "
+                    "over recorded events on a simulated clock: event time drives the clock and "
+                    "timers fire as it passes. Reports per flow and day: enrollments, exits by "
+                    "reason, texts that would be sent, suppressions and deferrals by reason "
+                    "(consent, quiet hours, state rules, caps), segments and estimated cost, "
+                    "and each sender's busiest minute against its MPS. Never produces to Kafka.")
+    backtest.add_argument("dir", help="folder of flow YAML files")
+    source = backtest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="EVENTS.jsonl", help="recorded events, one JSON per line")
+    source.add_argument("--from-topic", metavar="TOPIC", nargs="?", const="",
+                        help="read the events topic (default: SMSFLOW_TOPIC_PREFIX + events)")
+    backtest.add_argument("--since", metavar="DURATION", default="7d",
+                          help="with --from-topic: records of the last DURATION (default 7d)")
+    backtest.add_argument("--warmup", metavar="DURATION",
+                          help="with --from-topic: also replay DURATION before --since to build "
+                               "profiles, consent and caps; not counted")
+    backtest.add_argument("--from", dest="report_from", metavar="TIME",
+                          help="count from TIME (ISO 8601); earlier events only build state")
+    backtest.add_argument("--to", dest="report_to", metavar="TIME",
+                          help="count until TIME (the clock runs until then)")
+    backtest.add_argument("--drain", metavar="DURATION",
+                          help="let the clock run on DURATION after the last event, so waits "
+                               "started near the end finish (default: stop at the last event)")
+    backtest.add_argument("--compare", metavar="OTHER_DIR",
+                          help="also run OTHER_DIR on the same events and print the differences")
+    backtest.add_argument("--consent-from-topic", action="store_true",
+                          help="start from the live consent ledgers (the phones table changelog) "
+                               "instead of only the events' consent traits")
+    backtest.add_argument("--tz", default="UTC", help="time zone of the report's days (default UTC)")
+    backtest.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    backtest.add_argument("--quiet", action="store_true", help="no progress bar")
+    _qa_options(backtest)
+    add_bootstrap_argument(backtest)
+    backtest.set_defaults(func=cmd_backtest)
 
 
 def _qa_options(parser: argparse.ArgumentParser) -> None:
@@ -234,3 +273,79 @@ def cmd_preview(args: argparse.Namespace) -> int:
     for error in preview.errors:
         print(error, file=sys.stderr)
     return 1 if preview.errors else 0
+
+
+# --- flow QA: backtest ------------------------------------------------------------------------
+
+@kafka_command("flows backtest")
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from smsflow.clock import parse_iso
+    from smsflow.commands._kafka import connect, settings_from_args
+    from smsflow.core.flows.durations import parse_duration
+    from smsflow.core.records.base import encode
+    from smsflow.flowqa import backtest as bt
+    from smsflow.flowqa.context import QAError, qa_context
+    from smsflow.flowqa.report import compare_text, render_text
+    from smsflow.flowqa.sources import index_file, spool_topic
+
+    for folder in filter(None, (args.dir, args.compare)):
+        result = load_dir(folder)
+        if _report_errors(result):
+            return 1
+    settings = settings_from_args(args)
+    try:
+        ctx = qa_context(args, settings)
+        report_from = parse_iso(args.report_from) if args.report_from else None
+        report_to = parse_iso(args.report_to) if args.report_to else None
+        drain = parse_duration(args.drain) if args.drain else None
+        since = parse_duration(args.since) if args.since else None
+        warmup = parse_duration(args.warmup) if args.warmup else 0.0
+    except QAError as exc:
+        return _fail("backtest", str(exc))
+    except (ValueError, IndexError) as exc:
+        return _fail("backtest", str(exc))
+    phones = None
+    if args.from_topic is not None or args.consent_from_topic:
+        settings = connect(args)
+    if args.consent_from_topic:
+        phones = bt.read_phones(settings)
+    if args.input:
+        try:
+            index = index_file(args.input)
+        except OSError as exc:
+            return _fail("backtest", f"{args.input}: {exc.strerror or exc}")
+    else:
+        topic = args.from_topic or settings.topic("events")
+        now = _time.time()
+        start = now - since - warmup if since is not None else None
+        if since is not None and report_from is None:
+            report_from = now - since
+        try:
+            index = spool_topic(topic, settings, start)
+        except LookupError as exc:
+            return _fail("backtest", str(exc), code=2)
+        index.source = f"topic {topic}" + (f" (last {args.since})" if since else "")
+    try:
+        options = bt.Options(flows_dir=Path(args.dir), policy=str(args.policy or settings.policy_file),
+                             prices=ctx.prices, tz=args.tz, report_from=report_from,
+                             report_to=report_to, drain=drain, phones=phones, settings=settings)
+        report = bt.run(index, options, label=Path(args.dir).name or "backtest", quiet=args.quiet)
+        other = None
+        if args.compare:
+            options.flows_dir = Path(args.compare)
+            other = bt.run(index, options, label=Path(args.compare).name or "compare",
+                           quiet=args.quiet)
+    finally:
+        index.close()
+    print(render_text(report))
+    if other is not None:
+        print()
+        print(render_text(other))
+        print()
+        print(compare_text(report, other))
+    if args.json:
+        payload = {"report": report, "compare": other} if other is not None else report
+        Path(args.json).write_bytes(encode(payload))
+    return 0
