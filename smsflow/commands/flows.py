@@ -50,6 +50,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("--json", action="store_true", help="print the preview as JSON")
     preview.set_defaults(func=cmd_preview)
 
+    test_send = sub.add_parser(
+        "test-send", help="send one step to a QA phone through the provider, as a test",
+        description="Render one send step (for the sample customer or --profile) and send it "
+                    "to --to through the configured provider (Twilio with credentials, else the "
+                    "sandbox). It is recorded as a test_sent outcome (never counted in reports), "
+                    "never touches caps or a customer's history, and is refused to a phone that "
+                    "opted out (its consent ledger is read from the phones table changelog).")
+    test_send.add_argument("file", help="one flow YAML file")
+    test_send.add_argument("--step", required=True, metavar="ID", help="the send step's id")
+    test_send.add_argument("--to", required=True, metavar="PHONE", help="the QA phone")
+    test_send.add_argument("--profile", metavar="P.json", help="render for this profile")
+    test_send.add_argument("--event", metavar="E.json", help="render with this trigger event")
+    test_send.add_argument("--from", dest="sender", metavar="SENDER",
+                           help="a sender of the policy (default: the one the gate would use)")
+    test_send.add_argument("--wait", type=float, default=15.0, metavar="SECONDS",
+                           help="poll the message status this long (default 15)")
+    _qa_options(test_send)
+    add_bootstrap_argument(test_send)
+    test_send.set_defaults(func=cmd_test_send)
+
     backtest = sub.add_parser(
         "backtest", help="run a flow folder offline over recorded events and report what it "
                          "would have sent",
@@ -348,4 +368,73 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"report": report, "compare": other} if other is not None else report
         Path(args.json).write_bytes(encode(payload))
+    return 0
+
+
+# --- flow QA: test send -----------------------------------------------------------------------
+
+@kafka_command("flows test-send")
+def cmd_test_send(args: argparse.Namespace) -> int:
+    import asyncio
+    import time as _time
+
+    from smsflow.commands._kafka import connect
+    from smsflow.core import phones as core_phones
+    from smsflow.core.flows.render import RenderError
+    from smsflow.flowqa import testsend as ts
+    from smsflow.flowqa.context import QAError, qa_context
+    from smsflow.flowqa.pricing import money
+    from smsflow.flowqa.sample import SampleError, load_customer, load_event, sample_customer, \
+        sample_trigger
+
+    result = load_file(args.file)
+    if _report_errors(result):
+        return 1
+    flow = result.flows[0]
+    now = _time.time()
+    try:
+        phone = core_phones.normalize(args.to, None, "US").e164
+    except core_phones.InvalidPhone as exc:
+        return _fail("test-send", f"refused: {args.to!r} is not a textable phone ({exc.reason})")
+    settings = connect(args)
+    try:
+        ctx = qa_context(args, settings)
+        customer = (load_customer(args.profile, now, default_region=settings.default_region)
+                    if args.profile else sample_customer(now, default_region=settings.default_region))
+        trigger = load_event(args.event, now) if args.event else sample_trigger(flow, now)
+        state = ts.ledger_state(settings, phone)
+        test = ts.prepare(flow, args.step, phone, customer, trigger, state, settings, ctx.policy,
+                          args.sender)
+    except (QAError, SampleError) as exc:
+        return _fail("test-send", str(exc))
+    except LookupError as exc:
+        return _fail("test-send", str(exc), code=2)
+    except ts.Refused as exc:
+        return _fail("test-send", f"refused: {exc}")
+    except RenderError as exc:
+        return _fail("test-send", f"step {args.step!r} does not render for this customer: {exc} "
+                                  f"(smsflow flows preview {args.file} shows where)")
+    c = test.command
+    link = ts.link_record(test)
+    if link is not None:
+        ts.publish(settings, test, None, link)
+    answer, status = asyncio.run(ts.send(test, settings, args.wait))
+    if answer.sid is None:
+        return _fail("test-send", f"the provider refused the message: {answer.status} "
+                                  f"{answer.error_code or ''} {answer.error_message or ''}".strip())
+    ts.publish(settings, test, ts.outcome_record(test, answer.sid, status), None)
+    cost = ctx.prices.cost(c.channel, test.sender_type, test.segments)
+    print(f"test send of {flow.id}/{c.step_id} to {core_phones.mask(c.phone)} "
+          f"(consent: {test.consent})")
+    print(f"  from      {test.sender} ({test.sender_type}), {c.channel}, {test.encoding}, "
+          f"{test.segments} segment{'s' if test.segments != 1 else ''}, "
+          f"est. {money(cost, ctx.prices.currency)}")
+    print(f"  body      {c.body}")
+    if c.link is not None:
+        print(f"  link      {c.link.short} -> {c.link.target}")
+    for url in c.media_urls:
+        print(f"  media     {url}")
+    print(f"  message   {answer.sid}: {status}")
+    print(f"  recorded  test_sent outcome (key {c.idempotency_key}); no caps, no customer "
+          "history, not in reports")
     return 0
