@@ -342,6 +342,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         start = now - since - warmup if since is not None else None
         if since is not None and report_from is None:
             report_from = now - since
+        if report_to is None and drain is None:
+            report_to = now  # the live clock is at now: what was due by now has happened
         try:
             index = spool_topic(topic, settings, start)
         except LookupError as exc:
