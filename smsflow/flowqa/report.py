@@ -401,8 +401,11 @@ def compare_text(a: BacktestReport, b: BacktestReport) -> str:
             continue
         fa, fb = a.flows.get(flow_id), b.flows.get(flow_id)
         if fa is None or fb is None:
-            lines.append(f"{flow_id:<52}{'-' if fa is None else 'only':>10}"
-                         f"{'-' if fb is None else 'only':>10}")
+            present = fa or fb
+            assert present is not None
+            texts = present.totals.get("sent", 0)
+            lines.append(f"{flow_id} (only in {'A' if fb is None else 'B'}: "
+                         f"{present.totals.get('enrolled', 0):,} enrolled, {texts:,} texts)")
             same = False
             continue
         metrics = sorted(set(fa.totals) | set(fb.totals), key=_order)
@@ -419,6 +422,16 @@ def compare_text(a: BacktestReport, b: BacktestReport) -> str:
             same = False
             lines.append(flow_id)
             lines.extend(rows)
+    for label, metric in (("texts that would be sent", "sent"), ("segments", "segments")):
+        va = sum(f.totals.get(metric, 0) for k, f in a.flows.items() if k != NO_FLOW)
+        vb = sum(f.totals.get(metric, 0) for k, f in b.flows.items() if k != NO_FLOW)
+        if va != vb:
+            lines.append(f"{'all flows: ' + label:<52}{va:>10,}{vb:>10,}{vb - va:>+10,}")
+    ca = sum((Decimal(f.cost) for f in a.flows.values()), Decimal(0))
+    cb = sum((Decimal(f.cost) for f in b.flows.values()), Decimal(0))
+    if ca != cb:
+        lines.append(f"{'all flows: est. cost (' + a.currency + ')':<52}{money(ca, a.currency):>10}"
+                     f"{money(cb, a.currency):>10}{_signed(cb - ca, a.currency):>10}")
     senders_a = {s.sender: s for s in a.senders}
     senders_b = {s.sender: s for s in b.senders}
     for number in sorted(set(senders_a) | set(senders_b)):

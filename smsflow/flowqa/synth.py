@@ -4,7 +4,7 @@
 million events: each customer's identify (phone, time zone for most, SMS consent for
 most), for returning customers their earlier orders (some with a discount code, products
 with a cost) and SMS link clicks, then the week itself: browsing sessions at local daytime
-hours, carts, checkouts (a quarter bought within minutes, some hours later, the rest
+hours, carts, checkouts (a quarter bought within 90 minutes, some hours later, the rest
 abandoned), orders, shipping and delivery updates, refunds, back-in-stock requests and
 the product-level restocks, quiz completions. Phones are 555 numbers spread over area
 codes of many states (FL, OK and MD with their stricter rules among them).
@@ -183,7 +183,7 @@ class Week:
                     checkout_url=f"https://shop.example/checkout/{checkout_id}", products=items)
         draw = rng.random()
         if draw < 0.25:
-            bought = t + rng.uniform(2, 25) * MIN
+            bought = t + rng.uniform(2, 90) * MIN
         elif draw < 0.40:
             bought = t + rng.uniform(1, 30) * HOUR
         else:
