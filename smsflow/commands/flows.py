@@ -350,7 +350,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             return _fail("backtest", str(exc), code=2)
         index.source = f"topic {topic}" + (f" (last {args.since})" if since else "")
     try:
-        options = bt.Options(flows_dir=Path(args.dir), policy=str(args.policy or settings.policy_file),
+        options = bt.Options(flows_dir=Path(args.dir), policy=_shown(args.policy or settings.policy_file),
                              prices=ctx.prices, tz=args.tz, report_from=report_from,
                              report_to=report_to, drain=drain, phones=phones, settings=settings)
         report = bt.run(index, options, label=Path(args.dir).name or "backtest", quiet=args.quiet)
@@ -440,3 +440,14 @@ def cmd_test_send(args: argparse.Namespace) -> int:
     print(f"  recorded  test_sent outcome (key {c.idempotency_key}); no caps, no customer "
           "history, not in reports")
     return 0
+
+
+def _shown(path: Any) -> str:
+    """A path as the user would type it: relative when it is under the current folder."""
+    import os
+
+    text = str(path)
+    if text == "defaults" or not os.path.isabs(text):
+        return text
+    relative = os.path.relpath(text)
+    return relative if not relative.startswith("..") else text

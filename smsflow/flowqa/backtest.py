@@ -115,8 +115,8 @@ def run(index: EventIndex, options: Options, *, label: str = "backtest",
     flows = {f.id: f.category for f in sim.engine.flows.values()}
     notes = []
     if sim.next_due is not None:
-        notes.append(f"{len(sim.queue):,} timers were still due after {iso(end)}: their texts "
-                     "are not counted (--drain DURATION lets the clock run on)")
+        notes.append(f"{len(sim.queue):,} timers were still due after {iso(end, 'seconds')}: "
+                     "their texts are not counted (--drain DURATION lets the clock run on)")
     return tally.report(
         flows=flows, flows_dir=str(options.flows_dir), policy=str(options.policy),
         source=index.source, events=total, first_event=iso(index.first),

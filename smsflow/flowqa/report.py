@@ -308,14 +308,20 @@ def _order(metric: str) -> tuple[int, str]:
     return rank.get(head, 40), _label(metric)
 
 
+def _when(text: str | None) -> str:
+    """``2026-11-23T00:00:00.5Z`` -> ``2026-11-23 00:00Z`` (reports show minutes)."""
+    return f"{text[:10]} {text[11:16]}Z" if text and len(text) >= 16 else (text or "-")
+
+
 def render_text(report: BacktestReport, max_days: int = 10) -> str:
     lines = [f"backtest of {report.flows_dir} (policy {report.policy}) on {report.source}",
-             f"  {report.events:,} events from {report.first_event} to {report.last_event}; "
-             f"clock ran to {report.clock_end}; "
+             f"  {report.events:,} events from {_when(report.first_event)} to "
+             f"{_when(report.last_event)}; clock ran to {_when(report.clock_end)}; "
              f"{report.seconds:.1f} s ({report.events_per_second:,.0f} events/s)"]
     if report.report_from or report.report_to:
-        lines.append(f"  counted from {report.report_from or 'the start'} to "
-                     f"{report.report_to or 'the end'} (days in {report.timezone})")
+        lines.append(f"  counted from {_when(report.report_from) if report.report_from else 'the start'}"
+                     f" to {_when(report.report_to) if report.report_to else 'the end'} "
+                     f"(days in {report.timezone}); cost: {report.prices} ({report.currency})")
     else:
         lines.append(f"  days in {report.timezone}; cost: {report.prices} ({report.currency})")
     if report.consent_preloaded:
@@ -327,6 +333,9 @@ def render_text(report: BacktestReport, max_days: int = 10) -> str:
         if flow.flow_id == NO_FLOW:
             continue
         lines.append("")
+        if not flow.totals:
+            lines.append(f"{flow.flow_id} ({flow.category or '?'}): nothing in this window")
+            continue
         lines.extend(_flow_table(flow, report.currency, max_days))
     if report.senders:
         lines.append("")

@@ -158,7 +158,9 @@ class _Captured(OutRecord):
 class SimContext(BatchContext):
     """The agents' batch context, with what leaves the engine (outcomes, the dispatcher's
     commands) kept as objects. Reads, writes, savepoints and dead letters are the base
-    class's; a captured record is discarded with its record's savepoint like any output."""
+    class's; a captured record is discarded with its record's savepoint like any output.
+    (Not done for them: the size check against the topic's record limit, which an outcome
+    or a dispatch command never approaches, and the worker's Prometheus counters.)"""
 
     def outcome(self, outcome: Outcome) -> None:
         if not outcome.processing_time:
@@ -298,8 +300,7 @@ class Simulation:
     def _handle(self, agent: Any, record: InRecord, t: float) -> None:
         if t > self.now:
             self.now = t
-        clock = self.clock
-        clock._now = self.now
+        self.clock.set(self.now)
         ctx = SimContext(agent=agent.name, stores=self.rt.stores, topics=self.rt.topic_names,
                          now=self.now, max_record_bytes=self._max_record_bytes)
         _run(agent.process([record], ctx))
@@ -342,4 +343,5 @@ def simulation_settings(flows_dir: str | Path, policy: str | Path,
     return settings.with_(flows_dir=Path(flows_dir), policy_file=Path(policy), partitions=1)
 
 
-__all__ = ["BatchContext", "OfflineStore", "ProducedToKafka", "Simulation", "simulation_settings"]
+__all__ = ["OfflineStore", "ProducedToKafka", "RefusingProducer", "SimContext", "Simulation",
+           "memoized_phones", "simulation_settings"]
