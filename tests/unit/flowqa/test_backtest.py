@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -232,7 +233,8 @@ def test_cli_backtest_with_compare_and_json(tmp_path, capsys):
                  "--drain", "1d", "--compare", str(SLOW), "--json", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert code == 0
-    assert text.startswith(f"backtest of {FLOWS} (policy {POLICY}) on {events}")
+    shown = os.path.relpath(POLICY)  # the policy as the user would type it
+    assert text.startswith(f"backtest of {FLOWS} (policy {shown}) on {events}")
     assert f"compare: A = {FLOWS}   B = {SLOW}" in text
     doc = orjson.loads(out.read_bytes())
     a, b = decode(orjson.dumps(doc["report"]), BacktestReport), decode(
