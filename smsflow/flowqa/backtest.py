@@ -50,7 +50,8 @@ class Progress:
 
         console = Console(stderr=True)
         self.enabled = not quiet and sys.stderr.isatty()
-        self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+                       MofNCompleteColumn(),
                        TextColumn("events"), TextColumn("{task.fields[clock]}"),
                        TextColumn("[green]{task.fields[texts]:,} texts"),
                        TextColumn("{task.fields[rate]:,.0f} ev/s"), TimeElapsedColumn(),
