@@ -260,7 +260,8 @@ class PhonesAgent(RecordAgent):
                 timer_key = core_timers.encode(verdict.not_before, send.phone, "decide")
                 ctx.put(PHONE_TIMERS, timer_key, ParkedDecision(phone=send.phone))
             else:
-                timer_key = core_timers.encode(verdict.not_before, send.phone, key)
+                timer_key = core_timers.encode(wake_at(verdict.not_before, send.priority),
+                                               send.phone, key)
                 ctx.put(PHONE_TIMERS, timer_key, DeferredSend(send=send, attempt=attempt,
                                                               reason=verdict.reason))
             state.deferred.append(DeferredRef(idempotency_key=key, category=send.category,
@@ -301,6 +302,18 @@ class PhonesAgent(RecordAgent):
             reason=verdict.reason, idempotency_key=send.idempotency_key,
             phone_masked=core_phones.mask(send.phone), event_time=send.created_at,
             details=dict(verdict.details)))
+
+
+WAKE_SPREAD = 0.5  # seconds over which sends deferred to one instant wake, by priority
+
+
+def wake_at(not_before: float, priority: int) -> float:
+    """When a deferred send's timer fires: at ``not_before``, later by up to
+    :data:`WAKE_SPREAD` the lower its priority. Sends deferred to the same instant (every
+    text held overnight wakes when quiet hours end) then reach the dispatch topic highest
+    priority first, so a sender's MPS serves them in that order."""
+    rank = max(0, min(1000, int(priority)))
+    return not_before + WAKE_SPREAD * (1000 - rank) / 1000
 
 
 def _prune(state: PhoneState, now: float) -> None:

@@ -167,17 +167,24 @@ def used_discount(props: Mapping[str, Any]) -> bool:
 
 
 def order_margin(props: Mapping[str, Any]) -> tuple[float, float]:
-    """(revenue, margin) over the order's products that carry both price and cost."""
+    """(revenue, margin) over the order's products that carry a price and either a unit
+    ``cost`` or a ``margin`` (the gross margin as a fraction of the price, 0-1)."""
     revenue = margin = 0.0
     for product in props.get("products") or ():
         if not isinstance(product, Mapping):
             continue
         price: Any = product.get("price")
         cost: Any = product.get("cost")
+        share: Any = product.get("margin")
         qty: Any = product.get("quantity", 1)
-        if _is_num(price) and _is_num(cost) and _is_num(qty):
+        if not (_is_num(price) and _is_num(qty)):
+            continue
+        if _is_num(cost):
             revenue += price * qty
             margin += (price - cost) * qty
+        elif _is_num(share) and -1 <= share <= 1:
+            revenue += price * qty
+            margin += price * qty * share
     return revenue, margin
 
 

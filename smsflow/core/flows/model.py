@@ -82,6 +82,43 @@ class WaitUntilStep(Step):
         return (self.next, self.on_timeout)
 
 
+PRIORITY_MIN, PRIORITY_MAX = 0, 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriorityRule:
+    """``{when: conditions, add: N}``: N is added to the base when the conditions hold."""
+
+    conditions: Mapping[str, Any]
+    when: Predicate
+    add: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Priority:
+    """A send's priority: ``base`` plus the ``add`` of every rule whose conditions hold at
+    send time (profile, trigger, cart, event), clamped to 0-1000. Higher wins a contested
+    cap slot (and, among sends deferred to the same instant, is woken first)."""
+
+    base: int
+    rules: tuple[PriorityRule, ...] = ()
+
+    def value(self, ctx: Mapping[str, Any]) -> int:
+        return self.explain(ctx)[0]
+
+    def explain(self, ctx: Mapping[str, Any]) -> tuple[int, list[PriorityRule]]:
+        """The priority and the rules that applied."""
+        applied = [rule for rule in self.rules if rule.when(ctx)]
+        total = self.base + sum(rule.add for rule in applied)
+        return max(PRIORITY_MIN, min(PRIORITY_MAX, total)), applied
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        """The lowest and highest value the rules can give (before clamping)."""
+        return (self.base + sum(r.add for r in self.rules if r.add < 0),
+                self.base + sum(r.add for r in self.rules if r.add > 0))
+
+
 @dataclass(frozen=True, kw_only=True)
 class SendStep(Step):
     kind: ClassVar[str] = "send"
@@ -89,7 +126,8 @@ class SendStep(Step):
     body: str
     media_urls: tuple[str, ...] = ()
     link: str | None = None
-    priority: int | None = None
+    priority: int | None = None                # the step's own base (None: the flow's)
+    priority_rules: tuple[PriorityRule, ...] = ()  # with its own base: the step's rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +189,7 @@ class Flow:
     send_window: Mapping[str, Any] | None
     steps: tuple[Step, ...]
     source: str = ""
+    priority_rules: tuple[PriorityRule, ...] = ()  # added to ``priority`` (the base) at send time
 
     @cached_property
     def _by_id(self) -> dict[str, Step]:
@@ -163,6 +202,12 @@ class Flow:
     def first(self) -> str:
         return self.steps[0].id
 
+    def send_priority(self, step: SendStep) -> Priority:
+        """The priority spec of a send step: the step's own if it has one, else the flow's."""
+        if step.priority is not None:
+            return Priority(base=step.priority, rules=step.priority_rules)
+        return Priority(base=self.priority, rules=self.priority_rules)
+
     def event_rules(self) -> list[EventRule]:
         """Every rule that reads customer events after enrollment (exits, goal, wait-untils)."""
         rules: list[EventRule] = list(self.exits)
@@ -174,6 +219,17 @@ def _rule(raw: Mapping[str, Any], cls: type[EventRule] = EventRule, **extra: Any
     spec = raw.get("conditions") or {}
     return cls(event=raw["event"], match_entity=bool(raw.get("match_entity", False)),
                conditions=spec, when=compile_conditions(spec), **extra)
+
+
+def priority_spec(raw: Any) -> tuple[int, tuple[PriorityRule, ...]]:
+    """``priority: 80`` or ``priority: {base: 50, rules: [{when: {...}, add: 30}]}``."""
+    if raw is None:
+        return 0, ()
+    if isinstance(raw, Mapping):
+        rules = tuple(PriorityRule(conditions=r["when"], when=compile_conditions(r["when"]),
+                                   add=int(r["add"])) for r in raw.get("rules", ()))
+        return int(raw["base"]), rules
+    return int(raw), ()
 
 
 def _seconds(duration: str | None) -> float | None:
@@ -189,7 +245,8 @@ def _target(ref: str | None, default: str | None) -> str | None:
 def audience_conditions(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The audience shorthand as ordinary conditions on ``profile.*`` (see runner.profile_view)."""
     out: dict[str, Any] = {}
-    for key in ("purchase_status", "order_count", "total_spent", "aov", "days_since_last_order"):
+    for key in ("purchase_status", "order_count", "total_spent", "aov", "days_since_last_order",
+                "discount_share", "avg_margin", "top_category"):
         if key in spec:
             out[f"profile.{key}"] = spec[key]
     for category, test in (spec.get("category_affinity") or {}).items():
@@ -230,9 +287,10 @@ def _step(raw: Mapping[str, Any], index: int, following: str | None) -> Step:
         return WaitUntilStep(**common, rule=_rule(body), timeout=parse_duration(body["timeout"]),
                              on_timeout=_target(body.get("on_timeout"), None))
     if kind == "send":
+        base, rules = priority_spec(body["priority"]) if "priority" in body else (None, ())
         return SendStep(**common, channel=body.get("channel", "sms"), body=body["body"],
                         media_urls=tuple(body.get("media_urls", ())), link=body.get("link"),
-                        priority=body.get("priority"))
+                        priority=base, priority_rules=rules)
     if kind == "branch":
         cases = tuple(BranchCase(conditions=c["when"], when=compile_conditions(c["when"]),
                                  next=_target(c["next"], None)) for c in body["cases"])
@@ -252,9 +310,10 @@ def build_flow(data: Mapping[str, Any], source: str = "") -> Flow:
     trigger = data["trigger"]
     reentry = data.get("reentry") or {}
     audience = data.get("audience") or {}
+    base, rules = priority_spec(data.get("priority"))
     return Flow(
         id=data["id"], name=data.get("name", data["id"]), category=data["category"],
-        priority=int(data.get("priority", 0)),
+        priority=base, priority_rules=rules,
         trigger=Trigger(event=trigger["event"], conditions=trigger.get("conditions") or {},
                         when=compile_conditions(trigger.get("conditions")),
                         max_age=_seconds(trigger.get("max_age"))),

@@ -55,9 +55,18 @@ def event_dict(event: LoggedEvent) -> dict[str, Any]:
             "ts": event.ts, "properties": event.properties}
 
 
+def top_category(affinity: Mapping[str, int]) -> str | None:
+    """The category the customer engaged with most (ties: alphabetical), None if none."""
+    if not affinity:
+        return None
+    return min(affinity.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
 def profile_view(profile: Profile, now: float) -> dict[str, Any]:
-    """The profile plus the relative fields audiences test (days since last order / SMS click)."""
+    """The profile plus the derived fields audiences test: days since last order / SMS
+    click, and the top category of the customer's category affinity."""
     view: dict[str, Any] = to_builtins(profile)
+    view["top_category"] = top_category(profile.category_affinity)
     if profile.last_order_at is not None:
         view["days_since_last_order"] = (now - profile.last_order_at) / 86400
     if profile.last_sms_click_at is not None:
@@ -328,7 +337,7 @@ class Run:
             idempotency_key=key, customer_id=self.customer_id, phone=phone, flow_id=flow.id,
             enrollment_id=enr.id, step_id=step.id, variant="treatment",
             category=flow.category,  # type: ignore[arg-type]
-            priority=flow.priority if step.priority is None else step.priority,
+            priority=flow.send_priority(step).value(ctx),
             channel=step.channel,  # type: ignore[arg-type]
             body=render(step.body, ctx).strip(), media_urls=[m for m in media if m], link=link,
             send_window=msgspec.convert(dict(window), SendWindowSpec) if window else None,

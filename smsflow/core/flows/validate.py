@@ -18,8 +18,8 @@ from jsonschema import Draft202012Validator, ValidationError
 from smsflow.core.flows import render
 from smsflow.core.flows.conditions import ROOTS
 from smsflow.core.flows.durations import parse_duration
-from smsflow.core.flows.model import (EXIT, STEP_KINDS, EventRule, Flow, SendStep, SplitStep,
-                                      WaitStep,
+from smsflow.core.flows.model import (EXIT, PRIORITY_MAX, PRIORITY_MIN, STEP_KINDS, EventRule,
+                                      Flow, Priority, SendStep, SplitStep, WaitStep,
                                       WaitUntilStep)
 from smsflow.core.flows.source import FlowError, Source, Where
 from smsflow.paths import schema_path
@@ -107,6 +107,9 @@ def _translate(source: Source, error: ValidationError) -> list[FlowError]:
             parse_duration(value)
         except ValueError as exc:
             return [source.error(where, str(exc))]
+    if kind == "anyOf" and name == "priority":
+        return [source.error(where, f"priority must be a whole number 0-1000 or "
+                             f"{{base: N, rules: [{{when: {{...}}, add: N}}]}} (got {value!r})")]
     if kind == "pattern":
         return [source.error(where, f"bad {_field(where)} '{value}' (lowercase letters, digits "
                              "and _, starting with a letter)")]
@@ -250,10 +253,31 @@ def _check_flow_rules(source: Source, flow: Flow) -> Iterator[FlowError]:
             yield from _check_send(source, step)
 
 
+def _check_priorities(source: Source, flow: Flow) -> Iterator[FlowError]:
+    """A priority's rules must not be able to leave 0-1000 (clamping would hide a mistake:
+    two rules that add 600 each can no longer tell their carts apart)."""
+    places: list[tuple[Where, Priority]] = []
+    if flow.priority_rules:
+        places.append((("priority",), Priority(base=flow.priority, rules=flow.priority_rules)))
+    for step in flow.steps:
+        if isinstance(step, SendStep) and step.priority_rules and step.priority is not None:
+            places.append((_at(step.index, "send", "priority"),
+                           Priority(base=step.priority, rules=step.priority_rules)))
+    for where, spec in places:
+        low, high = spec.reach
+        if high > PRIORITY_MAX:
+            yield source.error(where, f"priority can reach {high} (base {spec.base} plus every "
+                               f"positive rule); keep base + rules within 0-{PRIORITY_MAX}")
+        if low < PRIORITY_MIN:
+            yield source.error(where, f"priority can fall to {low} (base {spec.base} plus every "
+                               f"negative rule); keep base + rules within 0-{PRIORITY_MAX}")
+
+
 def check_flow(source: Source, flow: Flow) -> list[FlowError]:
     """Semantic errors of a schema-valid flow, in file order."""
     errors = list(_check_steps(source, flow))
     if not errors:  # the graph walk needs unique ids and valid references
         errors.extend(_check_graph(source, flow))
-    errors += [*_check_entities(source, flow), *_check_flow_rules(source, flow)]
+    errors += [*_check_entities(source, flow), *_check_flow_rules(source, flow),
+               *_check_priorities(source, flow)]
     return sorted(set(errors))
