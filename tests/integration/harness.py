@@ -171,7 +171,7 @@ class Stack:
         by ``key`` (default: the userId inside, as ``smsflow produce`` does)."""
         from smsflow.commands.produce import producer
 
-        prod = producer(self.bootstrap)
+        prod = producer(self.settings)
         for record in records:
             if isinstance(record, msgspec.Struct):
                 value, record_key = encode(record), contract_key(record)
@@ -192,18 +192,18 @@ class Stack:
 
     # -- reading ---------------------------------------------------------------------
     def records(self, role: str) -> list[dict]:
-        return [orjson.loads(v) for _, v in read_topic(self.topic(role), self.bootstrap)
+        return [orjson.loads(v) for _, v in read_topic(self.topic(role), self.settings)
                 if v is not None]
 
     def table(self, name: str) -> dict:
         """A table's current state (its changelog), values as plain JSON data."""
         topic = f"{self.settings.app_id}-{name}-changelog"
-        return read_compacted(topic, self.bootstrap, decode=orjson.loads)
+        return read_compacted(topic, self.settings, decode=orjson.loads)
 
     def state(self, name: str, kind: type) -> dict:
         """A table's current state decoded into its record type."""
         topic = f"{self.settings.app_id}-{name}-changelog"
-        return read_compacted(topic, self.bootstrap, decode=lambda v: msgspec.json.decode(v, type=kind))
+        return read_compacted(topic, self.settings, decode=lambda v: msgspec.json.decode(v, type=kind))
 
     def outcomes(self, type_: str | None = None) -> list[dict]:
         return [o for o in self.records("outcomes") if type_ is None or o.get("type") == type_]

@@ -185,3 +185,36 @@ async def test_aiokafka_and_faust_configurations_authenticate(broker, created, p
         await asyncio.wait_for(refused.start(), 30)
     await refused.stop()
     assert "SaslAuthenticationFailed" in caplog.text
+
+
+def test_worker_and_webhooks_run_end_to_end_over_scram(broker, tmp_path):
+    """The whole engine on the SASL listener only: the worker (consumer, producer, table
+    changelogs), the webhook server and the test's own clients all authenticate with
+    SCRAM-SHA-512. A consented phone gets its text, the delivery receipt comes back through
+    the webhook server, and a STOP reply lands in the consent ledger."""
+    from tests.integration.harness import Stack
+    from tests.integration.phone_helpers import (HERE, OUR_NUMBER, produce_sends, send_cmd,
+                                                 subscribe, wait_keyed, wait_ledger)
+
+    stack = Stack(broker.sasl_bootstrap, tmp_path, partitions=2,
+                  SMSFLOW_FLOWS_DIR=HERE / "flows", SMSFLOW_POLICY=HERE / "policy.yaml",
+                  SMSFLOW_TICK_INTERVAL=0.2, SMSFLOW_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+                  SMSFLOW_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+                  SMSFLOW_KAFKA_SASL_USERNAME=USER, SMSFLOW_KAFKA_SASL_PASSWORD=PASSWORD)
+    try:
+        stack.start_twilio()
+        worker = stack.start_worker()
+        phone = "+14155550371"
+        subscribe(stack, [("sasl1", phone)])
+        produce_sends(stack, [send_cmd(phone, "sasl1-e:m", customer="sasl1")])
+        sent = wait_keyed(stack, "sent", "sasl1-e:m")
+        assert len(sent) == 1
+        assert [t["body"] for t in stack.texts(phone)] == ["TestShop: offer sasl1-e:m"]
+        wait_keyed(stack, "delivered", "sasl1-e:m")
+        stack.sandbox("/sandbox/inbound", {"from": phone, "to": OUR_NUMBER, "body": "STOP"})
+        wait_ledger(stack, phone, lambda led: led["status"] == "unsubscribed", "STOP recorded")
+        assert worker.running()
+        logs = worker.log() + "".join(service.log() for service in stack.services)
+        assert PASSWORD not in logs and phone not in logs
+    finally:
+        stack.stop()
