@@ -169,7 +169,7 @@ def used_discount(props: Mapping[str, Any]) -> bool:
 def order_margin(props: Mapping[str, Any]) -> tuple[float, float]:
     """(revenue, margin) over the order's products that carry both price and cost."""
     revenue = margin = 0.0
-    for product in props.get("products") or ():
+    for product in _products(props):
         if not isinstance(product, Mapping):
             continue
         price: Any = product.get("price")
@@ -193,9 +193,16 @@ def _add_spend(profile: Profile, code: str | None, amount: Decimal | None) -> No
 def _categories(props: Mapping[str, Any]) -> Iterable[str]:
     if isinstance(props.get("category"), str):
         yield props["category"][:100]
-    for product in props.get("products") or []:
+    for product in _products(props):
         if isinstance(product, Mapping) and isinstance(product.get("category"), str):
             yield product["category"][:100]
+
+
+def _products(props: Mapping[str, Any]) -> list[Any]:
+    """``properties.products`` if it is a list (properties are an open map: a producer may
+    send anything there, e.g. ``"products": true``)."""
+    products = props.get("products")
+    return products if isinstance(products, list) else []
 
 
 _TOO_BIG = object()
