@@ -9,6 +9,7 @@ stays far below the broker's record size whatever a producer sends.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -95,13 +96,14 @@ def apply_track(profile: Profile, event: IngestedEvent) -> bool:
             del profile.order_ids[:-MAX_ORDER_IDS]
             profile.order_count += 1
             value = order_value(props)
-            profile.total_spent = round(profile.total_spent + value, 2)
+            profile.total_spent = _plus(profile.total_spent, value)
             _add_spend(profile, currency(props), money(props))
             if used_discount(props):
                 profile.discounted_orders += 1
             revenue, margin = order_margin(props)
-            profile.margin_revenue = round(profile.margin_revenue + revenue, 2)
-            profile.margin_total = round(profile.margin_total + margin, 2)
+            revenue, margin = profile.margin_revenue + revenue, profile.margin_total + margin
+            if math.isfinite(revenue) and math.isfinite(margin):
+                profile.margin_revenue, profile.margin_total = round(revenue, 2), round(margin, 2)
             if profile.last_order_at is None or ts > profile.last_order_at:
                 profile.last_order_at = ts
     elif name in CLICK_EVENTS:
@@ -109,13 +111,13 @@ def apply_track(profile: Profile, event: IngestedEvent) -> bool:
         last = profile.last_sms_click_at
         profile.last_sms_click_at = ts if last is None or ts > last else last
     elif name in REFUND_EVENTS:
-        profile.total_spent = round(max(0.0, profile.total_spent - order_value(props)), 2)
+        profile.total_spent = max(0.0, _plus(profile.total_spent, -order_value(props)))
     count = profile.order_count
     profile.aov = round(profile.total_spent / count, 2) if count else 0.0
     profile.purchase_status = purchase_status(count)
     profile.discount_share = round(profile.discounted_orders / count, 4) if count else 0.0
-    profile.avg_margin = (round(profile.margin_total / profile.margin_revenue, 4)
-                          if profile.margin_revenue > 0 else None)
+    ratio = profile.margin_total / profile.margin_revenue if profile.margin_revenue > 0 else None
+    profile.avg_margin = round(ratio, 4) if ratio is not None and math.isfinite(ratio) else None
     _touch(profile, ts)
     return new_order
 
@@ -176,9 +178,19 @@ def order_margin(props: Mapping[str, Any]) -> tuple[float, float]:
         cost: Any = product.get("cost")
         qty: Any = product.get("quantity", 1)
         if _is_num(price) and _is_num(cost) and _is_num(qty):
-            revenue += price * qty
-            margin += (price - cost) * qty
+            line_revenue, line_margin = price * qty, (price - cost) * qty
+            if math.isfinite(line_revenue) and math.isfinite(line_margin):  # quantity is unbounded
+                revenue += line_revenue
+                margin += line_margin
     return revenue, margin
+
+
+def _plus(total: float, amount: float) -> float:
+    """``total + amount`` to the cent, or ``total`` unchanged if that is not a finite number:
+    JSON has no infinity, so an overflowed float would be stored as null and the customer's
+    record would no longer load."""
+    result = round(total + amount, 2)
+    return result if math.isfinite(result) else total
 
 
 def _add_spend(profile: Profile, code: str | None, amount: Decimal | None) -> None:
