@@ -249,9 +249,11 @@ def shrink(state: CustomerState, limit: int) -> CustomerState:
     """The customer's record made to fit ``limit`` bytes, dropping what matters least first.
 
     The bounds on each collection keep a record far below the limit in practice; this is
-    the guard against an unforeseen mix: first the event log kept for late events, then
-    finished enrollments' summaries and the dedupe window's older half, then the cart
-    details of the oldest running enrollments (their send steps then render without them).
+    the guard against an unforeseen mix: first the event log kept for late events and
+    finished enrollments' summaries, then the cart details of the oldest running
+    enrollments (their send steps then render without them), and only if that is not
+    enough the dedupe window's older half: the window is what makes a redelivered batch a
+    no-op, and cutting it on every save of a big customer would empty it within one batch.
     The record is returned unchanged when it already fits.
     """
     if len(encode(state)) <= limit:
@@ -260,12 +262,12 @@ def shrink(state: CustomerState, limit: int) -> CustomerState:
     flows.events = []
     for history in flows.flows.values():
         del history.done[:-1]
-    del state.recent_ids[: len(state.recent_ids) // 2]
     if len(encode(state)) <= limit:
         return state
     for enrollment in sorted(flows.active.values(), key=lambda e: e.started_at):
         enrollment.trigger.properties = {}
         enrollment.event = None
         if len(encode(state)) <= limit:
-            break
+            return state
+    del state.recent_ids[: len(state.recent_ids) // 2]
     return state
