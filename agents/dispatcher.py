@@ -174,8 +174,9 @@ class DispatcherAgent:
         if key not in self._decoded:
             try:
                 self._decoded[key] = decode(record.value or b"", DispatchCommand)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                self._decoded[key] = None
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                self._decoded[key] = None  # admission must not raise: it runs outside any
+                # record's savepoint, and the lane would stop (dead-lettered in process())
         return self._decoded[key]
 
     # -- one batch ---------------------------------------------------------------------

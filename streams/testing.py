@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+from aiokafka.partitioner import murmur2
 
 from smsflow.clock import FakeClock
 from smsflow.core.records.base import decode, encode
@@ -93,8 +94,9 @@ class MemoryProducer:
                     failed.append(record)
                     continue
                 partition = record.partition
-                if partition is None:
-                    partition = home(record.key.decode(), self.partitions) if record.key else 0
+                if partition is None:  # murmur2 of the key's bytes, as librdkafka (any bytes)
+                    partition = ((murmur2(record.key) & 0x7FFFFFFF) % self.partitions
+                                 if record.key else 0)
                 record.delivered_partition = partition
                 record.offset = self._next[(record.topic, partition)]
                 self._next[(record.topic, partition)] += 1

@@ -9,6 +9,7 @@ stays far below the broker's record size whatever a producer sends.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -95,13 +96,14 @@ def apply_track(profile: Profile, event: IngestedEvent) -> bool:
             del profile.order_ids[:-MAX_ORDER_IDS]
             profile.order_count += 1
             value = order_value(props)
-            profile.total_spent = round(profile.total_spent + value, 2)
+            profile.total_spent = _plus(profile.total_spent, value)
             _add_spend(profile, currency(props), money(props))
             if used_discount(props):
                 profile.discounted_orders += 1
             revenue, margin = order_margin(props)
-            profile.margin_revenue = round(profile.margin_revenue + revenue, 2)
-            profile.margin_total = round(profile.margin_total + margin, 2)
+            revenue, margin = profile.margin_revenue + revenue, profile.margin_total + margin
+            if math.isfinite(revenue) and math.isfinite(margin):
+                profile.margin_revenue, profile.margin_total = round(revenue, 2), round(margin, 2)
             if profile.last_order_at is None or ts > profile.last_order_at:
                 profile.last_order_at = ts
     elif name in CLICK_EVENTS:
@@ -109,13 +111,13 @@ def apply_track(profile: Profile, event: IngestedEvent) -> bool:
         last = profile.last_sms_click_at
         profile.last_sms_click_at = ts if last is None or ts > last else last
     elif name in REFUND_EVENTS:
-        profile.total_spent = round(max(0.0, profile.total_spent - order_value(props)), 2)
+        profile.total_spent = max(0.0, _plus(profile.total_spent, -order_value(props)))
     count = profile.order_count
     profile.aov = round(profile.total_spent / count, 2) if count else 0.0
     profile.purchase_status = purchase_status(count)
     profile.discount_share = round(profile.discounted_orders / count, 4) if count else 0.0
-    profile.avg_margin = (round(profile.margin_total / profile.margin_revenue, 4)
-                          if profile.margin_revenue > 0 else None)
+    ratio = profile.margin_total / profile.margin_revenue if profile.margin_revenue > 0 else None
+    profile.avg_margin = round(ratio, 4) if ratio is not None and math.isfinite(ratio) else None
     _touch(profile, ts)
     return new_order
 
@@ -170,7 +172,7 @@ def order_margin(props: Mapping[str, Any]) -> tuple[float, float]:
     """(revenue, margin) over the order's products that carry a price and either a unit
     ``cost`` or a ``margin`` (the gross margin as a fraction of the price, 0-1)."""
     revenue = margin = 0.0
-    for product in props.get("products") or ():
+    for product in _products(props):
         if not isinstance(product, Mapping):
             continue
         price: Any = product.get("price")
@@ -180,12 +182,23 @@ def order_margin(props: Mapping[str, Any]) -> tuple[float, float]:
         if not (_is_num(price) and _is_num(qty)):
             continue
         if _is_num(cost):
-            revenue += price * qty
-            margin += (price - cost) * qty
+            line_revenue, line_margin = price * qty, (price - cost) * qty
         elif _is_num(share) and -1 <= share <= 1:
-            revenue += price * qty
-            margin += price * qty * share
+            line_revenue, line_margin = price * qty, price * qty * share
+        else:
+            continue
+        if math.isfinite(line_revenue) and math.isfinite(line_margin):  # quantity is unbounded
+            revenue += line_revenue
+            margin += line_margin
     return revenue, margin
+
+
+def _plus(total: float, amount: float) -> float:
+    """``total + amount`` to the cent, or ``total`` unchanged if that is not a finite number:
+    JSON has no infinity, so an overflowed float would be stored as null and the customer's
+    record would no longer load."""
+    result = round(total + amount, 2)
+    return result if math.isfinite(result) else total
 
 
 def _add_spend(profile: Profile, code: str | None, amount: Decimal | None) -> None:
@@ -200,9 +213,16 @@ def _add_spend(profile: Profile, code: str | None, amount: Decimal | None) -> No
 def _categories(props: Mapping[str, Any]) -> Iterable[str]:
     if isinstance(props.get("category"), str):
         yield props["category"][:100]
-    for product in props.get("products") or []:
+    for product in _products(props):
         if isinstance(product, Mapping) and isinstance(product.get("category"), str):
             yield product["category"][:100]
+
+
+def _products(props: Mapping[str, Any]) -> list[Any]:
+    """``properties.products`` if it is a list (properties are an open map: a producer may
+    send anything there, e.g. ``"products": true``)."""
+    products = props.get("products")
+    return products if isinstance(products, list) else []
 
 
 _TOO_BIG = object()
@@ -237,9 +257,11 @@ def shrink(state: CustomerState, limit: int) -> CustomerState:
     """The customer's record made to fit ``limit`` bytes, dropping what matters least first.
 
     The bounds on each collection keep a record far below the limit in practice; this is
-    the guard against an unforeseen mix: first the event log kept for late events, then
-    finished enrollments' summaries and the dedupe window's older half, then the cart
-    details of the oldest running enrollments (their send steps then render without them).
+    the guard against an unforeseen mix: first the event log kept for late events and
+    finished enrollments' summaries, then the cart details of the oldest running
+    enrollments (their send steps then render without them), and only if that is not
+    enough the dedupe window's older half: the window is what makes a redelivered batch a
+    no-op, and cutting it on every save of a big customer would empty it within one batch.
     The record is returned unchanged when it already fits.
     """
     if len(encode(state)) <= limit:
@@ -248,12 +270,12 @@ def shrink(state: CustomerState, limit: int) -> CustomerState:
     flows.events = []
     for history in flows.flows.values():
         del history.done[:-1]
-    del state.recent_ids[: len(state.recent_ids) // 2]
     if len(encode(state)) <= limit:
         return state
     for enrollment in sorted(flows.active.values(), key=lambda e: e.started_at):
         enrollment.trigger.properties = {}
         enrollment.event = None
         if len(encode(state)) <= limit:
-            break
+            return state
+    del state.recent_ids[: len(state.recent_ids) // 2]
     return state

@@ -8,11 +8,12 @@ dedupes on: the same key is never texted twice.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from smsflow.core.records.base import Record
+from smsflow.core.segments import MAX_SEGMENTS
 from smsflow.core.records.phones import ConsentLedger
 
 Category = Literal["marketing", "transactional"]
@@ -70,12 +71,17 @@ class GateVerdict(Record, kw_only=True):
 
 class DispatchCommand(Record, kw_only=True):
     """Topic ``dispatch`` (key: phone): a gate-approved send with its sender and the
-    engine's own segment count (computed before sending, recorded on ``sent``)."""
+    engine's own segment count (computed before sending, recorded on ``sent``).
+
+    ``sender_mps`` is the policy's rate (positive) and ``segments`` at most the gate's
+    :data:`~smsflow.core.segments.MAX_SEGMENTS`; a record outside them is refused when
+    decoded (a rate of 0 made the dispatcher's admission raise, a million segments booked
+    the sender's limiter for twenty minutes ahead of every send behind it)."""
 
     send: SendCommand
     sender: str
-    sender_mps: float
-    segments: int
+    sender_mps: Annotated[float, msgspec.Meta(gt=0)]
+    segments: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEGMENTS)]
     encoding: Literal["GSM-7", "UCS-2"]
     gated_at: float
     kind: Literal["flow", "reply"] = "flow"
