@@ -16,8 +16,11 @@ Reads ``dispatch`` (keyed by phone, co-partitioned with the phones agent's recor
    ``failed`` with the reason, 21610 as an opt-out for the consent ledger. A 401/403 pauses
    the sender (one ERROR, a metric, no message failed) until a later probe succeeds.
 
-A batch only takes what its senders can send within ``SMSFLOW_DISPATCH_HORIZON`` seconds,
-so a slow sender never holds a batch (and a rebalance) for long; the rest waits queued.
+A batch only sends what its senders can send within ``SMSFLOW_DISPATCH_HORIZON`` seconds,
+so a slow sender never holds a batch (and a rebalance) for long. Under a backlog it reads
+up to ``SMSFLOW_DISPATCH_LOOKAHEAD`` seconds of sends, sends the highest priorities first
+and queues the rest on a dispatch timer at their estimated turn (``core.dispatch_order``);
+a send queued for ``SMSFLOW_DISPATCH_MAX_WAIT`` seconds goes at its next turn regardless.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import msgspec
 
 from smsflow.clock import iso
 from smsflow.core import consent as core_consent
+from smsflow.core import dispatch_order
 from smsflow.core import phones as core_phones
 from smsflow.core import retry as core_retry
 from smsflow.core import timers as core_timers
@@ -136,6 +140,9 @@ class DispatcherAgent:
         self.senders = Senders(rt)
         self._provider = provider
         self._budget: dict[str, float] = {}
+        # seconds of sends per sender waiting on "queued" timers (an estimate: it starts
+        # at zero after a restart, which only lets one batch read further ahead)
+        self._queued: dict[str, float] = {}
         self._decoded: dict[tuple[str, int, int], DispatchCommand | None] = {}
 
     @property
@@ -148,7 +155,7 @@ class DispatcherAgent:
                                           base_url=s.twilio_base_url, timeout=10.0)
         return self._provider
 
-    # -- admission: a batch takes what its senders can send within the horizon ----------
+    # -- admission: a batch reads what its senders can send within the lookahead ---------
     def admit(self, record: InRecord, admitted: int) -> bool:
         if admitted == 0:
             self._budget.clear()
@@ -162,9 +169,10 @@ class DispatcherAgent:
             return True  # malformed: admitted, dead-lettered in process()
         now = time.monotonic()
         limiter = self.senders.limiter(command.sender, command.sender_mps)
-        horizon = self.settings.dispatch_horizon
-        booked = self._budget.get(command.sender, limiter.projected(now))
-        if admitted and booked > horizon:
+        ahead = max(self.settings.dispatch_lookahead, self.settings.dispatch_horizon)
+        booked = self._budget.get(command.sender, limiter.projected(now)
+                                  + self._queued.get(command.sender, 0.0))
+        if admitted and booked > ahead:
             return False
         self._budget[command.sender] = booked + command.segments / limiter.rate
         return True
@@ -189,6 +197,9 @@ class DispatcherAgent:
         self._decoded.clear()
         if not jobs:
             return
+        jobs = self.order(jobs, ctx)
+        if not jobs:
+            return
         # the in-flight marks are durable before any provider call
         await checkpoint_state(ctx, self.rt.producer, self.rt.table_specs, self.rt.stores,
                                self.rt.changelog_topics)
@@ -200,6 +211,41 @@ class DispatcherAgent:
             ctx.run_record(job.record, lambda r, c, j=job, res=result: self.record_result(c, j, res, now),
                            "dispatcher.result")
 
+    def order(self, jobs: list[Job], ctx: BatchContext) -> list[Job]:
+        """The jobs to send now, highest priority first; the others are queued."""
+        now, clock = time.monotonic(), ctx.now
+        pending, backlog = [], {}
+        for i, job in enumerate(jobs):
+            command = job.command
+            limiter = self.senders.limiter(command.sender, command.sender_mps)
+            backlog[command.sender] = limiter.projected(now)
+            pending.append(dispatch_order.Pending(
+                index=i, sender=command.sender, segments=command.segments, rate=limiter.rate,
+                priority=command.send.priority, waited=max(0.0, clock - job.first_at),
+                urgent=job.ambiguous or command.kind == "reply"))
+        plan = dispatch_order.order(pending, backlog, self.settings.dispatch_horizon,
+                                    self.settings.dispatch_max_wait)
+        for index, wait in plan.later:
+            job = jobs[index]
+            ctx.run_record(job.record, lambda r, c, j=job, w=wait: self.queue(c, j, w),
+                           "dispatcher.queue")
+        return [jobs[i] for i in plan.now]
+
+    def queue(self, ctx: BatchContext, job: Job, wait: float) -> None:
+        """Back on a timer at its estimated turn: no in-flight mark, nothing sent yet."""
+        command, send = job.command, job.command.send
+        due = ctx.now + wait
+        timer_key = core_timers.encode(
+            due, send.phone, f"queued:{send.idempotency_key}:{job.attempt}:{job.lookups}")
+        ctx.put(DISPATCH_TIMERS, timer_key, DispatchRetry(
+            command=command, action="queued", reason="sender_busy"))
+        ctx.put(DISPATCHED, send.idempotency_key, DispatchRecord(
+            status="queued", first_at=job.first_at, attempt=job.attempt, lookups=job.lookups,
+            reason="sender_busy"))
+        rate = self.senders.limiter(command.sender, command.sender_mps).rate
+        self._queued[command.sender] = self._queued.get(command.sender, 0.0) + command.segments / rate
+        metrics.SENDS.labels(command.sender, "queued").inc()
+
     def prepare(self, record: InRecord, ctx: BatchContext, jobs: list[Job], queued: set[str]) -> None:
         action = "send"
         if record.role == "dispatch-timers":
@@ -208,6 +254,10 @@ class DispatcherAgent:
                 return
             retry = fired[1]
             command, action = retry.command, retry.action
+            if action == "queued":
+                rate = self.senders.limiter(command.sender, command.sender_mps).rate
+                left = self._queued.get(command.sender, 0.0) - command.segments / rate
+                self._queued[command.sender] = max(0.0, left)
         else:
             command = self._decode(record) or decode(record.value or b"", DispatchCommand)
         key = command.send.idempotency_key

@@ -70,6 +70,8 @@ class Settings:
     standby_replicas: int = 0
     commit_interval: float = 1.0
     dispatch_horizon: float = 1.0
+    dispatch_lookahead: float = 30.0
+    dispatch_max_wait: float = 120.0
     lane_queue_max: int = 20_000
     max_record_bytes: int = 900_000
     max_state_bytes: int = 512 * 1024
@@ -153,6 +155,8 @@ class Settings:
             standby_replicas=_env_int("SMSFLOW_STANDBY_REPLICAS", d.standby_replicas),
             commit_interval=_env_float("SMSFLOW_COMMIT_INTERVAL", d.commit_interval),
             dispatch_horizon=_env_float("SMSFLOW_DISPATCH_HORIZON", d.dispatch_horizon),
+            dispatch_lookahead=_env_float("SMSFLOW_DISPATCH_LOOKAHEAD", d.dispatch_lookahead),
+            dispatch_max_wait=_env_float("SMSFLOW_DISPATCH_MAX_WAIT", d.dispatch_max_wait),
             lane_queue_max=_env_int("SMSFLOW_LANE_QUEUE_MAX", d.lane_queue_max),
             max_record_bytes=_env_int("SMSFLOW_MAX_RECORD_BYTES", d.max_record_bytes),
             max_state_bytes=_env_int("SMSFLOW_MAX_STATE_BYTES", d.max_state_bytes),

@@ -88,7 +88,7 @@ class DispatchCommand(Record, kw_only=True):
     reply_to: str | None = None
 
 
-DispatchStatus = Literal["in_flight", "retrying", "sent", "failed", "suppressed"]
+DispatchStatus = Literal["in_flight", "queued", "retrying", "sent", "failed", "suppressed"]
 TERMINAL = ("sent", "failed", "suppressed")
 
 
@@ -163,9 +163,10 @@ class PhoneState(Record, kw_only=True):
 
 class DispatchRetry(Record, kw_only=True):
     """Table ``dispatch_timers`` value: hand a command back to the dispatcher when due
-    (a provider retry, a reconciliation lookup, or a paused sender's resume)."""
+    (a provider retry, a reconciliation lookup, a paused sender's resume, or a send queued
+    behind higher priorities on a busy sender)."""
 
     command: DispatchCommand
-    action: Literal["retry", "reconcile", "resume"]
+    action: Literal["retry", "reconcile", "resume", "queued"]
     reason: str
 
