@@ -411,3 +411,18 @@ def test_properties_of_unexpected_types_are_kept_and_harmless(tmp_path: Path, py
     report.record(pytestconfig, "functional: properties of odd types", inputs=len(events) + 2,
                   processed=len(events) + 2, valid=len(events) + 2,
                   valid_unaffected=len(events) + 2)
+
+
+@pytest.mark.parametrize("tz", ["US", "America", "Europe", "Etc", "Mars/Base", "é" * 64, "../etc"])
+def test_a_timezone_trait_that_names_no_zone_falls_back_to_the_numbers_zones(tmp_path: Path, tz,
+                                                                          pytestconfig):
+    """``US`` or ``America`` name folders of the time zone database, not zones: the gate
+    must treat them as unknown (the number's zones decide), not fail every send."""
+    with Pipeline(tmp_path, flows=FLOWS) as p:
+        p.feed("customers", [p.record("events", e, key="tz") for e in (
+            identify("tz", phone_of(7), 0, minutes_ago=60, timezone=tz),
+            track("tz", 1, "Order Shipped", order_id="o1", tracking_url="https://t.example/1"))])
+        assert p.letters() == [], [(d.reason, d.stage, d.detail) for d in p.letters()]
+        assert [c["to"] for c in p.provider.sent] == [phone_of(7)]
+    report.record(pytestconfig, "functional: timezone trait naming no zone", inputs=2,
+                  processed=2, valid=2, valid_unaffected=2)

@@ -201,8 +201,10 @@ def _base_event(draw: st.DrawFn, n: int) -> dict[str, Any]:
     if draw(st.booleans()):
         phone = draw(st.sampled_from(HOSTILE_PHONES + ["not a phone", "+1 (800) 555-0100",
                                                        "0", "+999999999999999"]))
+        timezone = draw(st.sampled_from(["America/Chicago", "US", "America", "Etc/Unknown",
+                                         "Mars/Base", "", "UTC", "../../etc/passwd", "é" * 64]))
         return {"type": "identify", "messageId": mid, "userId": uid, "timestamp": _ts(10),
-                "traits": {"phone": phone, "country": "US", "first_name": "H",
+                "traits": {"phone": phone, "country": "US", "first_name": "H", "timezone": timezone,
                            "sms_consent": {"status": "subscribed", "source": "popup",
                                            "timestamp": _ts(10)}}}
     name = draw(st.sampled_from(["Order Placed", "Checkout Started", "Added to Cart",

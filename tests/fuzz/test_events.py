@@ -164,8 +164,9 @@ def test_hostile_events_are_processed_or_dead_lettered_and_disturb_no_valid_cust
         if not isinstance(accepted, core_events.Rejection) and accepted.user_id is not None:
             uid = accepted.user_id
             if uid not in VALID_IDS and uid not in {f[0].customer for f in followups}:
-                event = TrackEvent(message_id=f"f-{len(followups)}", user_id=uid,
-                                   event="Order Placed", properties={"order_id": "f", "value": 1.0})
+                event = TrackEvent(message_id=f"f-{len(followups)}", user_id=uid,  # texts now
+                                   event="Order Shipped", properties={
+                                       "order_id": "f", "tracking_url": "https://t.example/f"})
                 followups.append((Valid(event, uid, uid), encode(event), uid, None))
     chunk2 += followups
 

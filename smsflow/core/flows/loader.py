@@ -46,6 +46,8 @@ def load_text(text: str, path: str = "<flow>") -> LoadResult:
     """One flow from YAML text; ``path`` only names the file in errors."""
     source = parse(text, path)
     result = LoadResult(errors=list(source.errors), files=1)
+    if source.data is None and not result.errors:  # "---", "~", "null": no flow in it
+        result.errors.append(FlowError(path, 1, 1, "empty flow file"))
     if source.data is None or result.errors:
         return result
     result.errors += sorted(check_schema(source))

@@ -93,11 +93,32 @@ def _inside(node: ScalarNode, offset: int, line: int, col: int) -> tuple[int, in
     return line, col + len(text) + (1 if node.style in ("'", '"') else 0)
 
 
-def _index(source: Source, node: Node, where: Where) -> None:
+MAX_VALUES = 100_000  # values of one file, an alias counted each time it is used
+MAX_DEPTH = 64        # mappings and lists inside each other
+
+
+class _Refused(Exception):
+    """The document is not indexed (and not built): ``message`` at ``node``."""
+
+    def __init__(self, node: Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+def _index(source: Source, node: Node, where: Where, budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Refused(node, f"the file expands to more than {MAX_VALUES:,} values "
+                             "(YAML aliases repeat what they name)")
+    if len(where) > MAX_DEPTH:  # also a YAML alias inside what it names
+        raise _Refused(node, f"nested deeper than {MAX_DEPTH} levels")
     source.values[where] = node
     if isinstance(node, MappingNode):
         seen: dict[Any, Node] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise _Refused(key_node, "a key must be plain text, not a list or a mapping")
             name = key_node.value
             if name in seen:
                 mark = key_node.start_mark
@@ -105,28 +126,47 @@ def _index(source: Source, node: Node, where: Where) -> None:
                                                f"duplicate key '{name}'"))
             seen[name] = key_node
             source.keys[(*where, name)] = key_node
-            _index(source, value_node, (*where, name))
+            _index(source, value_node, (*where, name), budget)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
-            _index(source, item, (*where, i))
+            _index(source, item, (*where, i), budget)
 
 
 def parse(text: str, path: str) -> Source:
-    """Compose and construct ``text``; YAML syntax errors land in ``errors`` with their marks."""
+    """Compose and construct ``text``; YAML syntax errors land in ``errors`` with their marks,
+    and so do documents too deep or too large to read (nesting, aliases that expand
+    exponentially or name themselves, keys that are lists), which are not built."""
     source = Source(path)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        before = text[:exc.position]
+        source.errors.append(FlowError(path, before.count("\n") + 1,
+                                       len(before) - before.rfind("\n"),
+                                       f"YAML syntax error: {exc.reason}"))
+        return source
     try:
         node = loader.get_single_node()
         if node is None:
             source.errors.append(FlowError(path, 1, 1, "empty flow file"))
             return source
-        _index(source, node, ())
+        _index(source, node, (), [MAX_VALUES])
         source.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         source.errors.append(FlowError(path, line, col, f"YAML syntax error: {problem}"))
+    except _Refused as exc:
+        mark = exc.node.start_mark
+        source.values.clear()
+        source.keys.clear()
+        source.errors.append(FlowError(path, mark.line + 1, mark.column + 1, exc.message))
+    except RecursionError:  # the YAML reader itself recurses per nesting level
+        source.values.clear()
+        source.keys.clear()
+        source.errors.append(FlowError(path, loader.line + 1, loader.column + 1,
+                                       f"nested deeper than {MAX_DEPTH} levels"))
     finally:
         loader.dispose()
     return source
