@@ -309,6 +309,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from smsflow.flowqa.context import QAError, qa_context
     from smsflow.flowqa.report import compare_text, render_text
     from smsflow.flowqa.sources import index_file, spool_topic
+    from smsflow.core.quiet_hours import zone
+
+    if args.tz != "UTC" and zone(args.tz) is None:
+        return _fail("backtest", f"--tz {args.tz!r} is not an IANA time zone (e.g. America/Chicago)",
+                     code=2)
 
     for folder in filter(None, (args.dir, args.compare)):
         result = load_dir(folder)

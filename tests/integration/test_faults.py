@@ -48,7 +48,11 @@ def test_broker_restart_worker_kill_and_twilio_faults(tmp_path):
         wait_for(lambda: len({t["to"] for t in stack.texts()} & set(customers.values())) >= CUSTOMERS,
                  timeout=240, interval=2.0, message="every customer texted")
         stack.sandbox("/sandbox/config", {"fault_rate": 0.0})
-        time.sleep(15)           # let late retries and reconciliations show any duplicate
+        # a text created just before a held timeout is recorded only after its lookup
+        # (client timeout + a 5-10 s reconciliation wait): wait for every record, not a guess
+        wait_for(lambda: len({o["idempotency_key"] for o in flow_outcomes(stack, "tt_crash", "sent")})
+                 >= CUSTOMERS, timeout=120, interval=2.0, message="every send recorded")
+        time.sleep(10)           # let late retries and reconciliations show any duplicate
         by_phone = texts_by_phone(stack)
         assert all(len(by_phone[p]) == 1 for p in customers.values()), \
             [p for p in customers.values() if len(by_phone.get(p, [])) != 1][:5]

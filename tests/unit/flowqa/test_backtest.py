@@ -258,3 +258,10 @@ def test_the_synthetic_week_is_deterministic_and_ordered():
     assert stamps == sorted(stamps)
     kinds = {e.get("event") or e["type"] for e in a}
     assert {"identify", "Checkout Started", "Order Placed", "Product Viewed"} <= kinds
+
+
+@pytest.mark.parametrize("tz", ["US", "Mars/Base", "../etc"])
+def test_cli_refuses_a_report_zone_that_is_no_zone(tmp_path, capsys, tz):
+    events = write(tmp_path / "e.jsonl", [])
+    assert main(["flows", "backtest", str(FLOWS), "--input", str(events), "--tz", tz, "--quiet"]) == 2
+    assert "is not an IANA time zone" in capsys.readouterr().err
