@@ -1,9 +1,12 @@
 """Dispatcher throughput against the Twilio sandbox, and the per-sender MPS limit.
 
-Send commands go straight to the ``sends`` topic (key: phone), as the flow engine writes
-them, and one real ``smsflow worker`` takes them through the whole send path: the phone
-gate (consent, segments, caps), the ``dispatch`` topic, the dispatcher (idempotency table,
-per-sender limiter, the official ``twilio`` package over aiohttp) to the local sandbox.
+Gate-approved dispatch commands (``smsflow.core.records.sends.DispatchCommand``, with the
+sender, its MPS and the segment count the gate computes) go straight to the ``dispatch``
+topic, keyed by phone on the phone's home partition (murmur2), as the phones agent writes
+them, and one real ``smsflow worker`` takes them through the dispatcher alone (idempotency
+table with in-flight marks made durable before the call, per-sender limiter, consent
+re-check, the official ``twilio`` package over aiohttp) to the local sandbox. The whole
+event -> text path (customers, gate, dispatcher) is ``bench/textpath.py``.
 Everything is measured from the sandbox's own record of each message (``date_created``):
 
 1. throughput: a sender with a high MPS (default 1500 segments/s), a pre-produced backlog;
@@ -29,9 +32,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
-
-from bench.common import print_table, private_broker
+from bench.common import (CpuMeter, Profile, print_profile, print_table, private_broker,
+                          produce_all)
+from smsflow.core import segments as core_segments
+from smsflow.core.records.base import encode
+from smsflow.core.records.sends import DispatchCommand, SendCommand
+from smsflow.streams.partitioning import home
 from tests.integration.harness import Stack, wait_for
 
 SENDER = "+18005550199"
@@ -64,18 +70,23 @@ def phone(i: int) -> str:
     return f"+1{AREAS[i % len(AREAS)]}555{(i // len(AREAS)) % 10000:04d}"
 
 
-def send_commands(n: int, tag: str) -> list[dict]:
-    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+def dispatch_commands(n: int, tag: str, mps: float) -> list[DispatchCommand]:
+    """What the gate writes to ``dispatch`` for ``n`` approved transactional sends."""
+    now = datetime.now(timezone.utc)
+    created = now.isoformat().replace("+00:00", "Z")
     out = []
     for i in range(n):
-        key = f"en_bench{tag}{i:08d}:step"
-        out.append({
-            "idempotency_key": key, "customer_id": f"c{i}", "phone": phone(i),
-            "flow_id": "bench", "enrollment_id": f"en_bench{tag}{i:08d}", "step_id": "step",
-            "variant": "treatment", "category": "transactional", "priority": 50,
-            "channel": "sms", "body": BODIES[i % len(BODIES)].format(n=i), "media_urls": [],
-            "link": None, "send_window": None, "timezone": None, "country": "US",
-            "created_at": now, "attempt": 0})
+        body = BODIES[i % len(BODIES)].format(n=i)
+        analysis = core_segments.analyze(body)
+        send = SendCommand(
+            idempotency_key=f"en_bench{tag}{i:08d}:step", customer_id=f"c{i}", phone=phone(i),
+            category="transactional", body=body, flow_id="bench",
+            enrollment_id=f"en_bench{tag}{i:08d}", step_id="step", priority=50, country="US",
+            created_at=created)
+        out.append(DispatchCommand(send=send, sender=SENDER, sender_mps=mps,
+                                   segments=analysis.segments,
+                                   encoding=analysis.encoding,  # type: ignore[arg-type]
+                                   gated_at=now.timestamp()))
     return out
 
 
@@ -129,18 +140,26 @@ def make_stack(bootstrap: str, root: Path, mps: float) -> Stack:
     policy = root / "policy.yaml"
     policy.write_text(POLICY.format(sender=SENDER, mps=mps))
     stack = Stack(bootstrap, root, partitions=8, SMSFLOW_POLICY=policy, SMSFLOW_LOG_LEVEL="info")
-    # receipts after the measurement: the path measured is gate -> dispatcher -> Twilio API
+    # receipts after the measurement: the path measured is dispatcher -> Twilio API
     stack.start_twilio(receipt_delay=600)
     return stack
 
 
-def worker_run(stack: Stack, n: int, tag: str) -> list[dict]:
-    stack.produce("sends", send_commands(n, tag),
-                  key=lambda v: orjson.loads(v)["phone"].encode())
+def worker_run(stack: Stack, n: int, tag: str, mps: float, profile: str | None = None,
+               info: dict | None = None) -> list[dict]:
+    parts = stack.settings.partitions
+    produce_all(stack.bootstrap, stack.topic("dispatch"),
+                ((c.send.phone.encode(), encode(c), home(c.send.phone, parts))
+                 for c in dispatch_commands(n, tag, mps)))
     worker = stack.start_worker(wait=False)
     worker.wait_ready(120)
+    meter = CpuMeter(worker.pid)
+    prof = Profile(worker.pid, profile, seconds=600) if profile else None
     wait_for(lambda: stack.sandbox("/sandbox/stats")["counts"].get("outbound-api", 0) >= n,
              timeout=max(120, n / 50), interval=0.5, message=f"{n} messages at the sandbox")
+    if info is not None:
+        _, info["cpu"], info["wait"] = meter.read()
+        info["profile"] = prof.top() if prof is not None and prof.stop() else None
     return sandbox_records(stack, SENDER, n + 1000)
 
 
@@ -158,15 +177,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--small-mps", type=float, default=20)
     ap.add_argument("--small-sends", type=int, default=300)
     ap.add_argument("--raw", type=int, default=5_000, help="creates in each raw baseline pass")
+    ap.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
+                    help="py-spy the worker in one extra run (auto: below 1,000 sends/s)")
     args = ap.parse_args(argv)
-    raw_rates, send_rates, seg_rates, windows = [], [], [], []
+    raw_rates, send_rates, seg_rates, windows, infos = [], [], [], [], []
+    profile = None
     with private_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             stack = make_stack(bootstrap, Path(tmp) / f"fast{i}", args.mps)
             try:
                 raw_rates.append(asyncio.run(raw_sandbox(stack, args.raw)))
                 stack.sandbox("/sandbox/reset", {})
-                records = worker_run(stack, args.sends, f"f{i}")
+                infos.append({})
+                records = worker_run(stack, args.sends, f"f{i}", args.mps, info=infos[-1])
             finally:
                 stack.stop()
             assert len(records) == args.sends, (len(records), args.sends)
@@ -179,9 +202,18 @@ def main(argv=None) -> dict:
                   f"({segs:,.0f} segments/s), busiest second {windows[-1][0]} segments", flush=True)
         stack = make_stack(bootstrap, Path(tmp) / "small", args.small_mps)
         try:
-            small = worker_run(stack, args.small_sends, "s")
+            small = worker_run(stack, args.small_sends, "s", args.small_mps)
         finally:
             stack.stop()
+        if args.profile == "always" or (args.profile == "auto"
+                                        and statistics.median(send_rates) < 1000):
+            print("  profiling one more run with py-spy ...", flush=True)
+            stack = make_stack(bootstrap, Path(tmp) / "prof", args.mps)
+            try:
+                profile = {}
+                worker_run(stack, args.sends, "p", args.mps, "dispatch-worker", info=profile)
+            finally:
+                stack.stop()
     small_window = max_window(small)
     small_sends, small_segs = rate(small)
 
@@ -190,7 +222,7 @@ def main(argv=None) -> dict:
                 f"and UCS-2), sender at {args.mps:,.0f} MPS, median of {args.repeat}",
                 ["pass", "messages/s", "segments/s", "ratio vs raw"], [
                     ["raw aiohttp -> sandbox (baseline)", f"{raw:,.0f}", "-", "1.00"],
-                    ["sends topic -> gate -> dispatcher -> sandbox", f"{sends:,.0f}",
+                    ["dispatch topic -> dispatcher -> sandbox", f"{sends:,.0f}",
                      f"{statistics.median(seg_rates):,.0f}", f"{sends / raw:.2f}"]])
     worst_fast = max(w[0] for w in windows)
     print_table("Busiest one-second window per sender (sliding, from the sandbox's date_created)",
@@ -204,10 +236,14 @@ def main(argv=None) -> dict:
                      f"{small_window[0]:,}", f"{small_window[1]:,}",
                      "yes" if small_window[0] <= args.small_mps else "NO"]])
     print(f"raw runs: {', '.join(f'{r:,.0f}' for r in raw_rates)}; "
-          f"worker runs: {', '.join(f'{r:,.0f}' for r in send_rates)} sends/s")
+          f"worker runs: {', '.join(f'{r:,.0f}' for r in send_rates)} sends/s; worker CPU "
+          f"{statistics.median(i['cpu'] for i in infos):.0%} of one core, run-queue wait "
+          f"{statistics.median(i['wait'] for i in infos):.0%}")
+    if profile and profile.get("profile"):
+        print_profile("Dispatcher worker", profile["profile"])
     return {"raw": raw, "sends": sends, "segments": statistics.median(seg_rates),
             "window_fast": worst_fast, "window_small": small_window[0],
-            "small_rate": small_segs}
+            "small_rate": small_segs, "profile": profile.get("profile") if profile else None}
 
 
 if __name__ == "__main__":
