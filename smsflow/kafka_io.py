@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from smsflow.kafka_config import confluent_config
 
@@ -32,39 +32,58 @@ def _consumer(kafka) -> Consumer:
     }))
 
 
-def iter_topic(topic: str, bootstrap, timeout: float = 30.0) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """Yield (key, value) of every record up to the high-water marks at call time.
-    ``bootstrap``: ``host:port`` or a Settings object (then with its TLS/SASL settings)."""
-    consumer = _consumer(bootstrap)
+def iter_messages(topic: str, kafka, since: float | None = None, idle_timeout: float = 30.0,
+                  missing_ok: bool = True) -> Iterator[Message]:
+    """Every record of ``topic`` from ``since`` (epoch seconds; None: the beginning) up to
+    the high-water marks at call time. Stops early only when no record came for
+    ``idle_timeout`` seconds. A missing topic yields nothing, or raises LookupError when
+    not ``missing_ok``."""
+    consumer = _consumer(kafka)
     try:
-        md = consumer.list_topics(topic, timeout=10)
-        meta = md.topics.get(topic)
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
-            return
-        pending = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                pending[p] = high
+            if missing_ok:
+                return
+            raise LookupError(f"topic {topic!r} not found")
+        partitions = sorted(meta.partitions)
+        starts = consumer.offsets_for_times(
+            [TopicPartition(topic, p, int(since * 1000)) for p in partitions], timeout=10) \
+            if since else [TopicPartition(topic, p, 0) for p in partitions]
+        pending: dict[int, int] = {}   # partition -> high-water mark still to reach
+        assign = []
+        for tp in starts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            begin = max(tp.offset if tp.offset >= 0 else high, low)
+            if high > begin:
+                pending[tp.partition] = high
+                assign.append(TopicPartition(topic, tp.partition, begin))
         if not pending:
             return
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        deadline = time.monotonic() + timeout
+        consumer.assign(assign)
+        deadline = time.monotonic() + idle_timeout
         while pending and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
             if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    if msg.offset() >= pending.get(msg.partition(), 0):
-                        pending.pop(msg.partition(), None)
+                if msg.error().code() == KafkaError._PARTITION_EOF and \
+                        msg.offset() >= pending.get(msg.partition(), 0):
+                    pending.pop(msg.partition(), None)
                 continue
+            deadline = time.monotonic() + idle_timeout
             if msg.offset() < pending.get(msg.partition(), -1):
-                yield msg.key(), msg.value()
+                yield msg
             if msg.offset() + 1 >= pending.get(msg.partition(), 0):
                 pending.pop(msg.partition(), None)
     finally:
         consumer.close()
+
+
+def iter_topic(topic: str, bootstrap, timeout: float = 30.0) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Yield (key, value) of every record up to the high-water marks at call time.
+    ``bootstrap``: ``host:port`` or a Settings object (then with its TLS/SASL settings)."""
+    for msg in iter_messages(topic, bootstrap, idle_timeout=timeout):
+        yield msg.key(), msg.value()
 
 
 def read_topic(topic: str, bootstrap, timeout: float = 30.0) -> list[tuple[bytes | None, bytes | None]]:

@@ -72,6 +72,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, _active = await self._wait_next_records(1.0)
+                # before anything else: with every partition of a lane paused, no record
+                # arrives, and only this check can resume them once the lane has drained
+                self._backpressure()
                 if not records or self.should_stop:
                     continue
                 OUTAGE.reachable()
@@ -100,7 +103,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                                      r.timestamp / 1000.0 if r.timestamp is not None else None,
                                      list(r.headers) if r.headers else None)
                             for r in accepted])
-                self._backpressure()
+                self._backpressure()  # pause at once what this fetch filled
                 self._update_lag()
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:

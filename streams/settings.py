@@ -59,7 +59,7 @@ class Settings:
     clock_speed: float = 1.0
     clock_origin: float | None = None
     clock_epoch: float | None = None
-    tick_interval: float = 0.5
+    tick_interval: float = 0.25
     batch_size: int = 2000
     rocksdb_write_buffer_mb: int = 16
     dedupe_window: int = 256

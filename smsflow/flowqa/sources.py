@@ -17,7 +17,6 @@ import mmap
 import os
 import struct
 import tempfile
-import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -135,66 +134,27 @@ def spool_topic(topic: str, kafka: Any, since: float | None, until: float | None
     """Every record of ``topic`` with a Kafka timestamp in [since, until) (all when None),
     spooled to a temporary file and indexed by event time. Reads only: no consumer group
     offsets are committed."""
-    import uuid
+    from smsflow.kafka_io import iter_messages
 
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    from smsflow.kafka_io import client_config
-
-    consumer = Consumer(client_config(kafka, **{
-        "group.id": f"smsflow-backtest-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "enable.partition.eof": True}))
     spool = tempfile.NamedTemporaryFile(prefix="smsflow-backtest-", suffix=".spool", delete=False)
     path = Path(spool.name)
     count = 0
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise LookupError(f"topic {topic!r} not found")
-        partitions = sorted(meta.partitions)
-        start = [TopicPartition(topic, p, int(since * 1000) if since else 0) for p in partitions]
-        positions = consumer.offsets_for_times(start, timeout=10) if since else \
-            [TopicPartition(topic, p, 0) for p in partitions]
-        pending: dict[int, int] = {}
-        assign = []
-        for tp in positions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            begin = tp.offset if tp.offset >= 0 else high
-            begin = max(begin, low)
-            if high > begin:
-                pending[tp.partition] = high
-                assign.append(TopicPartition(topic, tp.partition, begin))
-        consumer.assign(assign)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF and \
-                        msg.offset() >= pending.get(msg.partition(), 0):
-                    pending.pop(msg.partition(), None)
-                continue
-            deadline = time.monotonic() + timeout
-            if msg.offset() < pending.get(msg.partition(), -1):
-                kind, stamp = msg.timestamp()
-                ts = stamp / 1000.0 if stamp and stamp > 0 else 0.0
-                if until is None or ts < until:
-                    value = msg.value() or b""
-                    spool.write(_HEADER.pack(ts, len(value)))
-                    spool.write(value)
-                    count += 1
-                    if progress is not None and count % 10_000 == 0:
-                        progress(count)
-            if msg.offset() + 1 >= pending.get(msg.partition(), 0):
-                pending.pop(msg.partition(), None)
+        for msg in iter_messages(topic, kafka, since, idle_timeout=timeout, missing_ok=False):
+            _kind, stamp = msg.timestamp()
+            ts = stamp / 1000.0 if stamp and stamp > 0 else 0.0
+            if until is None or ts < until:
+                value = msg.value() or b""
+                spool.write(_HEADER.pack(ts, len(value)))
+                spool.write(value)
+                count += 1
+                if progress is not None and count % 10_000 == 0:
+                    progress(count)
         spool.close()
     except BaseException:
         spool.close()
         path.unlink(missing_ok=True)
         raise
-    finally:
-        consumer.close()
     return index_spool(path, remove=True)
 
 
