@@ -134,6 +134,14 @@ class Store(faust_rocksdb.Store):
         return sorted(self._dbs)
 
     # -- rebalance ---------------------------------------------------------------------
+    def revoke_partitions(self, table: Any, tps: set[TP]) -> None:
+        """Faust's, minus its full ``gc.collect()`` per table when no database is closed
+        (every rebalance, nine tables: 31% of a restart on the same data dir)."""
+        closing = {tp for tp in tps
+                   if tp.topic in table.changelog_topic.topics and tp.partition in self._dbs}
+        if closing:
+            super().revoke_partitions(table, closing)
+
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
