@@ -90,6 +90,14 @@ class BatchContext:
             self.rollback()
             self.dead_letter(record, "too_large", str(exc), stage)
             return False
+        except msgspec.DecodeError as exc:  # an internal record of the wrong shape
+            self.rollback()
+            self.dead_letter(record, "invalid_record", str(exc), stage)
+            return False
+        except RecursionError:  # nested too deep to decode
+            self.rollback()
+            self.dead_letter(record, "too_deep", "nested too deep to decode", stage)
+            return False
         except Exception as exc:  # noqa: BLE001 - one bad record never takes its batch with it
             self.rollback()
             log.exception("%s: failed on %s[%s]@%s", stage, record.topic, record.partition,

@@ -316,6 +316,8 @@ def test_one_malformed_record_never_takes_the_other_19_of_its_batch(pytestconfig
         letters = [d for d in mixed.letters() if (d.source_topic, d.partition, d.offset)
                    == (hostile.topic, hostile.partition, hostile.offset)]
         assert len(letters) <= 1, "dead-lettered once"
+        assert [d.detail for d in letters if d.reason == "internal_error"] == [], \
+            "a hostile record is refused with its reason, never by a handler failing on it"
         size, topic = mixed.largest_record()
         assert size <= mixed.settings.max_record_bytes, f"{topic}: {size} bytes"
         for part in mixed.h.stores.values():  # every stored record still decodes
