@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import aiohttp
+import yarl
 from twilio.request_validator import RequestValidator
 
 _logger = logging.getLogger("smsflow.sandbox")
@@ -62,7 +63,9 @@ class CallbackPoster:
                    "Content-Type": "application/x-www-form-urlencoded",
                    "User-Agent": "TwilioProxy/1.1 (smsflow sandbox)"}
         body = urlencode(params).encode()  # much cheaper than aiohttp's FormData
-        async with self.session.post(url, data=body, headers=headers) as resp:
+        # the exact URL that was signed, as Twilio sends it: yarl would otherwise normalise
+        # its escapes (%2C -> ","), and the receiver's signature check would fail
+        async with self.session.post(yarl.URL(url, encoded=True), data=body, headers=headers) as resp:
             await resp.read()
             return resp.status
 

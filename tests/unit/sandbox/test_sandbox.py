@@ -34,6 +34,8 @@ class Webhook:
     async def handle(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.calls.append({"url": str(request.url), "path": request.path, "form": form,
+                           # what the engine's webhook server checks: its base + the raw target
+                           "raw_url": f"{self.base}{request.raw_path}",
                            "signature": request.headers.get("X-Twilio-Signature", "")})
         self.event.set()
         return web.Response(text="<Response/>", content_type="text/xml")
@@ -126,6 +128,19 @@ async def test_status_callbacks_are_signed_and_carry_the_reference(sandbox, send
         assert signed_ok(call)
         assert not RequestValidator("wrong").validate(call["url"], call["form"], call["signature"])
     assert sandbox.sandbox.store.get(result.sid)["status"] == "delivered"
+
+
+@pytest.mark.parametrize("customer", ["a,b", "x/y", "50%off", "ü ñ", "a&c=1", "+14155550100"])
+async def test_callbacks_for_any_customer_id_verify_against_the_exact_url_received(
+        sandbox, sender, webhook, customer):
+    """The engine checks signatures over its public base + the raw request target; the
+    sandbox must send the very URL it signed (a customer id with a comma once had every
+    receipt of that customer refused as forged)."""
+    await sender.send(TO, FROM, "hi", (), webhook.base + "/twilio/status", "enr_3:s1", customer)
+    calls = await webhook.wait_for(2)
+    assert len(calls) == 2
+    for call in calls:
+        assert RequestValidator(TOKEN).validate(call["raw_url"], call["form"], call["signature"])
 
 
 async def test_inbound_stop_is_posted_signed_and_then_sends_fail_with_21610(sandbox, sender, webhook):
