@@ -152,9 +152,11 @@ class DispatcherAgent:
         self.senders = Senders(rt)
         self._provider = provider
         self._budget: dict[str, float] = {}
-        # seconds of sends per sender waiting on "queued" timers (an estimate: it starts
-        # at zero after a restart, which only lets one batch read further ahead)
-        self._queued: dict[str, float] = {}
+        # sends waiting on "queued" timers, per sender: idempotency key -> (due, seconds of
+        # the sender's rate). An entry leaves when its timer fires here, or on its own once
+        # due (its timer may fire on another worker after a rebalance): a stale estimate
+        # could otherwise hold admission to one send per batch for good
+        self._queued: dict[str, dict[str, tuple[float, float]]] = {}
         self._decoded: dict[tuple[str, int, int], DispatchCommand | None] = {}
 
     @property
@@ -182,12 +184,24 @@ class DispatcherAgent:
         now = time.monotonic()
         limiter = self.senders.limiter(command.sender, command.sender_mps)
         ahead = max(self.settings.dispatch_lookahead, self.settings.dispatch_horizon)
-        booked = self._budget.get(command.sender, limiter.projected(now)
-                                  + self._queued.get(command.sender, 0.0))
+        booked = self._budget.get(command.sender)
+        if booked is None:
+            booked = limiter.projected(now) + self.queued_seconds(command.sender)
         if admitted and booked > ahead:
             return False
         self._budget[command.sender] = booked + command.segments / limiter.rate
         return True
+
+    def queued_seconds(self, sender: str) -> float:
+        """Seconds of ``sender``'s rate booked by sends still waiting on queued timers."""
+        entries = self._queued.get(sender)
+        if not entries:
+            return 0.0
+        now = self.rt.clock.now()
+        expired = [key for key, (due, _) in entries.items() if due <= now]
+        for key in expired:
+            del entries[key]
+        return sum(seconds for _, seconds in entries.values())
 
     def _decode(self, record: InRecord) -> DispatchCommand | None:
         key = (record.topic, record.partition, record.offset)
@@ -255,7 +269,8 @@ class DispatcherAgent:
             status="queued", first_at=job.first_at, attempt=job.attempt, lookups=job.lookups,
             reason="sender_busy"))
         rate = self.senders.limiter(command.sender, command.sender_mps).rate
-        self._queued[command.sender] = self._queued.get(command.sender, 0.0) + command.segments / rate
+        self._queued.setdefault(command.sender, {})[send.idempotency_key] = (
+            due, command.segments / rate)
         metrics.SENDS.labels(command.sender, "queued").inc()
 
     def prepare(self, record: InRecord, ctx: BatchContext, jobs: list[Job], queued: set[str]) -> None:
@@ -267,9 +282,7 @@ class DispatcherAgent:
             retry = fired[1]
             command, action = retry.command, retry.action
             if action == "queued":
-                rate = self.senders.limiter(command.sender, command.sender_mps).rate
-                left = self._queued.get(command.sender, 0.0) - command.segments / rate
-                self._queued[command.sender] = max(0.0, left)
+                self._queued.get(command.sender, {}).pop(command.send.idempotency_key, None)
         else:
             command = self._decode(record) or decode(record.value or b"", DispatchCommand)
         key = command.send.idempotency_key

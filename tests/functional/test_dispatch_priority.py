@@ -67,3 +67,27 @@ def test_a_reply_and_a_long_waiting_send_are_never_queued(tmp_path: Path, clock:
     h.run("dispatcher", batch)
     assert [c["body"] for c in provider.sent] == ["text 1 p1"]  # the reply, not the 99
     assert h.table("dispatched", DispatchRecord)["en_p0:s"].status == "queued"
+
+
+def test_the_queued_estimate_forgets_what_fired_elsewhere(tmp_path: Path, clock: FakeClock):
+    """Admission reads ahead by the seconds already queued. A queued timer that fires on
+    another worker after a rebalance never reaches this one's estimate, which must then
+    drop it once due, or admission would stay at one send per batch for good."""
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(POLICY.read_text().replace("mps: 1000", "mps: 4"))
+    provider = FakeProvider()
+    h = Harness(tmp_path, flows_dir=FLOWS, policy=slow, clock=clock, provider=provider,
+                dispatch_horizon=1.0, dispatch_lookahead=30.0, dispatch_max_wait=120.0)
+    h.run("customers", [h.record("events", f"c{i}", identify(f"c{i}", f"+1415555{i:04d}",
+                                                             ts=clock.now())) for i in range(60)])
+    h.route()
+    h.run("dispatcher", [command(h, i, 10, clock) for i in range(60)])
+    agent = h.lane("dispatcher").agent
+    booked = agent.queued_seconds(SENDER)
+    assert booked > 10, booked  # ~56 sends queued at 3.6/s
+    clock.advance(booked + 5)   # every queued turn is past; no tick here: fired elsewhere
+    assert agent.queued_seconds(SENDER) == 0.0
+    for _ in range(30):         # when they do fire here, each goes out exactly once
+        clock.advance(1.0)
+        h.tick()
+    assert Counter(c["body"] for c in provider.sent) == {f"text {i} p10": 1 for i in range(60)}
