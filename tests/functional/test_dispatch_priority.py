@@ -25,16 +25,24 @@ def command(h: Harness, i: int, priority: int, clock: FakeClock, kind: str = "fl
         gated_at=clock.now(), kind=kind))  # type: ignore[arg-type]
 
 
-def test_high_priority_sends_of_a_backlog_go_first_and_each_exactly_once(tmp_path: Path,
-                                                                          clock: FakeClock):
+def slow_sender(tmp_path: Path, clock: FakeClock, mps: int, horizon: float,
+                customers: int) -> tuple[Harness, FakeProvider]:
+    """A dispatcher whose sender has ``mps``, with ``customers`` identified phones."""
     slow = tmp_path / "slow.yaml"
-    slow.write_text(POLICY.read_text().replace("mps: 1000", "mps: 4"))
+    slow.write_text(POLICY.read_text().replace("mps: 1000", f"mps: {mps}"))
     provider = FakeProvider()
     h = Harness(tmp_path, flows_dir=FLOWS, policy=slow, clock=clock, provider=provider,
-                dispatch_horizon=1.0, dispatch_lookahead=30.0, dispatch_max_wait=120.0)
+                dispatch_horizon=horizon, dispatch_lookahead=30.0, dispatch_max_wait=120.0)
     h.run("customers", [h.record("events", f"c{i}", identify(f"c{i}", f"+1415555{i:04d}",
-                                                             ts=clock.now())) for i in range(14)])
+                                                             ts=clock.now()))
+                        for i in range(customers)])
     h.route()
+    return h, provider
+
+
+def test_high_priority_sends_of_a_backlog_go_first_and_each_exactly_once(tmp_path: Path,
+                                                                          clock: FakeClock):
+    h, provider = slow_sender(tmp_path, clock, mps=4, horizon=1.0, customers=14)
     # a backlog of ten win-back texts, then four cart recoveries of big carts
     backlog = [command(h, i, 10, clock) for i in range(10)]
     backlog += [command(h, i, 90, clock) for i in range(10, 14)]
@@ -55,14 +63,7 @@ def test_high_priority_sends_of_a_backlog_go_first_and_each_exactly_once(tmp_pat
 
 
 def test_a_reply_and_a_long_waiting_send_are_never_queued(tmp_path: Path, clock: FakeClock):
-    slow = tmp_path / "slow.yaml"
-    slow.write_text(POLICY.read_text().replace("mps: 1000", "mps: 1"))
-    provider = FakeProvider()
-    h = Harness(tmp_path, flows_dir=FLOWS, policy=slow, clock=clock, provider=provider,
-                dispatch_horizon=0.5, dispatch_lookahead=30.0, dispatch_max_wait=120.0)
-    h.run("customers", [h.record("events", f"c{i}", identify(f"c{i}", f"+1415555{i:04d}",
-                                                             ts=clock.now())) for i in range(3)])
-    h.route()
+    h, provider = slow_sender(tmp_path, clock, mps=1, horizon=0.5, customers=3)
     batch = [command(h, 0, 99, clock, mps=1), command(h, 1, 1, clock, kind="reply", mps=1)]
     h.run("dispatcher", batch)
     assert [c["body"] for c in provider.sent] == ["text 1 p1"]  # the reply, not the 99
@@ -73,14 +74,7 @@ def test_the_queued_estimate_forgets_what_fired_elsewhere(tmp_path: Path, clock:
     """Admission reads ahead by the seconds already queued. A queued timer that fires on
     another worker after a rebalance never reaches this one's estimate, which must then
     drop it once due, or admission would stay at one send per batch for good."""
-    slow = tmp_path / "slow.yaml"
-    slow.write_text(POLICY.read_text().replace("mps: 1000", "mps: 4"))
-    provider = FakeProvider()
-    h = Harness(tmp_path, flows_dir=FLOWS, policy=slow, clock=clock, provider=provider,
-                dispatch_horizon=1.0, dispatch_lookahead=30.0, dispatch_max_wait=120.0)
-    h.run("customers", [h.record("events", f"c{i}", identify(f"c{i}", f"+1415555{i:04d}",
-                                                             ts=clock.now())) for i in range(60)])
-    h.route()
+    h, provider = slow_sender(tmp_path, clock, mps=4, horizon=1.0, customers=60)
     h.run("dispatcher", [command(h, i, 10, clock) for i in range(60)])
     agent = h.lane("dispatcher").agent
     booked = agent.queued_seconds(SENDER)
