@@ -12,6 +12,7 @@ touched.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -100,6 +101,11 @@ class BatchContext:
             return False
         except Exception as exc:  # noqa: BLE001 - one bad record never takes its batch with it
             self.rollback()
+            if isinstance(exc, OverflowError) or (isinstance(exc, OSError)
+                                                  and exc.errno == errno.EOVERFLOW):
+                # a number out of range, e.g. a timestamp no clock can represent
+                self.dead_letter(record, "out_of_range", repr(exc), stage)
+                return False
             log.exception("%s: failed on %s[%s]@%s", stage, record.topic, record.partition,
                           record.offset)
             self.dead_letter(record, "internal_error", repr(exc), stage)

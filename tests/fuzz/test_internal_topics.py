@@ -15,6 +15,7 @@ processed or in the DLQ: 19 + 1 = processed + dead-lettered.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -194,8 +195,10 @@ def hostile_value(draw: st.DrawFn, role: Role, template: Any) -> tuple[str, byte
         depth = draw(st.sampled_from([300, 1024, 5000]))
         return kind, raw[:-1] + b',"deep":' + _nest(depth) + b"}"
     if kind in ("wrong_type", "missing"):
-        paths = _paths(doc)
         for _ in range(draw(st.integers(1, 3))):
+            paths = _paths(doc)  # of the document as the previous change left it
+            if not paths:
+                break
             path = draw(st.sampled_from(paths))
             target = doc
             for name in path[:-1]:
@@ -205,7 +208,7 @@ def hostile_value(draw: st.DrawFn, role: Role, template: Any) -> tuple[str, byte
                     target.pop(path[-1], None)
             else:
                 target[path[-1]] = draw(st.sampled_from(WRONG))
-        return kind, orjson.dumps(doc)
+        return kind, json.dumps(doc).encode()  # stdlib: integers beyond 64 bits too
     if kind == "other_record":
         other = draw(st.sampled_from([r for r in ROLES if r.name != role.name]))
         return kind, encode(other.build(_PREPARED["p"], TEMPLATE)[0]) \
@@ -233,7 +236,7 @@ def hostile_value(draw: st.DrawFn, role: Role, template: Any) -> tuple[str, byte
         target[path[-1]] = (draw(st.sampled_from([-1e308, 1e308, -(2**63), 2**64, 0]))
                             if isinstance(value, (int, float))
                             else draw(st.sampled_from(["", "x" * 100_000, "\x00", "+0", "|:|"])))
-    return kind, orjson.dumps(doc)
+    return kind, json.dumps(doc).encode()  # stdlib: integers beyond 64 bits too
 
 
 def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
