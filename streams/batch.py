@@ -62,6 +62,19 @@ class RecordTooLarge(Exception):
         self.size = size
 
 
+def _refusal(exc: Exception) -> tuple[str, str] | None:
+    """(reason, detail) when ``exc`` says the record itself is unusable; None for a bug."""
+    if isinstance(exc, RecordTooLarge):
+        return "too_large", str(exc)
+    if isinstance(exc, msgspec.DecodeError):  # an internal record of the wrong shape
+        return "invalid_record", str(exc)
+    if isinstance(exc, RecursionError):
+        return "too_deep", "nested too deep to decode"
+    if isinstance(exc, OverflowError) or (isinstance(exc, OSError) and exc.errno == errno.EOVERFLOW):
+        return "out_of_range", repr(exc)  # e.g. a timestamp no clock can represent
+    return None
+
+
 class BatchContext:
     """Reads, pending writes and outputs of one batch (see module docstring)."""
 
@@ -87,28 +100,14 @@ class BatchContext:
         self.begin(record)
         try:
             handler(record, self)
-        except RecordTooLarge as exc:
-            self.rollback()
-            self.dead_letter(record, "too_large", str(exc), stage)
-            return False
-        except msgspec.DecodeError as exc:  # an internal record of the wrong shape
-            self.rollback()
-            self.dead_letter(record, "invalid_record", str(exc), stage)
-            return False
-        except RecursionError:  # nested too deep to decode
-            self.rollback()
-            self.dead_letter(record, "too_deep", "nested too deep to decode", stage)
-            return False
         except Exception as exc:  # noqa: BLE001 - one bad record never takes its batch with it
             self.rollback()
-            if isinstance(exc, OverflowError) or (isinstance(exc, OSError)
-                                                  and exc.errno == errno.EOVERFLOW):
-                # a number out of range, e.g. a timestamp no clock can represent
-                self.dead_letter(record, "out_of_range", repr(exc), stage)
-                return False
-            log.exception("%s: failed on %s[%s]@%s", stage, record.topic, record.partition,
-                          record.offset)
-            self.dead_letter(record, "internal_error", repr(exc), stage)
+            refused = _refusal(exc)
+            if refused is None:
+                log.exception("%s: failed on %s[%s]@%s", stage, record.topic, record.partition,
+                              record.offset)
+                refused = ("internal_error", repr(exc))
+            self.dead_letter(record, *refused, stage)
             return False
         self.commit_record()
         return True
